@@ -1,1 +1,33 @@
-//! conversant
+//! # conversant
+//!
+//! Every asynchronous conversation pattern of the talk "Asynchronous
+//! Conversation Patterns", working for real between participants that talk
+//! HTTP and stay stateless about conversations: the state travels signed
+//! inside the next-step links of every message.
+//!
+//! ## The map of patterns to modules
+//!
+//! | pattern | where |
+//! |---|---|
+//! | stateless requestor (state in the message, HATEOAS) | [`conversation`] (the token), [`hypermedia`] (links that carry it) |
+//! | In-Out, query-result | [`participants::basket`] `checkout` → [`participants::pricing`] `quote` |
+//! | fault documents and repair links | [`fault`] |
+//! | messaging over HTTP between participants | [`messaging::sender`] |
+//! | the catalog of every pattern, with its status | [`participants::catalog::patterns`] |
+//!
+//! ## The shape of the code
+//!
+//! [`server::run`] takes its listener (tests bind port 0); each participant
+//! builds its own router; handlers verify the request's token, do the step's
+//! work, mint one token and render HAL whose links carry it.
+
+pub mod app;
+pub mod config;
+pub mod conversation;
+pub mod fault;
+pub mod hypermedia;
+pub mod ids;
+pub mod messaging;
+pub mod participant;
+pub mod participants;
+pub mod server;

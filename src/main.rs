@@ -1,3 +1,124 @@
-fn main() {
-    println!("Hello, world!");
+//! The `conversant` command: serve the participants, manage keys, print the
+//! OpenAPI document.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use conversant::config::{Config, ServeArgs};
+use conversant::conversation::KeyRing;
+use conversant::participant::Participant;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "conversant",
+    version,
+    about = "Asynchronous conversation patterns between stateless HTTP participants"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the participants (all of them on one port by default).
+    Serve(ServeArgs),
+    /// Manage the participants' signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; older keys keep verifying until retired.
+    Rotate {
+        #[arg(long)]
+        participant: Participant,
+        #[arg(long, env = "CONVERSANT_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Retire a key: it stops verifying and leaves the JWKS.
+    Retire {
+        #[arg(long)]
+        participant: Participant,
+        #[arg(long)]
+        kid: String,
+        #[arg(long, env = "CONVERSANT_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// List a participant's keys.
+    List {
+        #[arg(long)]
+        participant: Participant,
+        #[arg(long, env = "CONVERSANT_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Keys { command } => keys(command),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let listen = args.listen.clone();
+    let config = Config::from_args(args)?;
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let address = listener.local_addr()?;
+    println!("conversant listening on http://{address}");
+    conversant::server::run(config, listener, conversant::server::shutdown_signal()).await
+}
+
+fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Rotate {
+            participant,
+            data_dir,
+        } => {
+            let mut ring = KeyRing::load_or_create(&data_dir, participant)?;
+            let kid = ring.rotate()?.kid.clone();
+            ring.save(&data_dir)?;
+            println!("{kid} now signs for {participant}; restart the server to use it");
+        }
+        KeysCommand::Retire {
+            participant,
+            kid,
+            data_dir,
+        } => {
+            let mut ring = KeyRing::load_or_create(&data_dir, participant)?;
+            ring.retire(&kid)?;
+            ring.save(&data_dir)?;
+            println!("{kid} is retired; restart the server to stop accepting it");
+        }
+        KeysCommand::List {
+            participant,
+            data_dir,
+        } => {
+            let ring = KeyRing::load_or_create(&data_dir, participant)?;
+            for key in &ring.keys {
+                println!(
+                    "{}\t{}\t{}",
+                    key.kid,
+                    key.created,
+                    if key.retired { "retired" } else { "live" }
+                );
+            }
+        }
+    }
+    Ok(())
 }

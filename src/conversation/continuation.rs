@@ -1,0 +1,90 @@
+//! Reading the conversation-state token off a request.
+//!
+//! A next-step link is a capability: its href carries the token as
+//! `?state=...`, so a plain HAL client, curl or an HTML form can follow it.
+//! Clients that prefer to keep tokens out of URLs send the same token in the
+//! `Conversation-State` header instead (as RFC 6750 allows a bearer token in
+//! the Authorization header or the query). The header wins when both are given.
+
+use axum::extract::FromRequestParts;
+use http::request::Parts;
+
+/// The request header that may carry the token.
+pub const HEADER: &str = "conversation-state";
+/// The query parameter that carries the token in next-step links.
+pub const QUERY_PARAM: &str = "state";
+
+/// The raw token of a request, not yet verified (empty when none was given).
+#[derive(Clone, Debug, Default)]
+pub struct StateToken(pub String);
+
+impl StateToken {
+    pub fn from_parts(parts: &Parts) -> Self {
+        if let Some(value) = parts.headers.get(HEADER).and_then(|v| v.to_str().ok()) {
+            return StateToken(value.trim().to_owned());
+        }
+        let token = parts
+            .uri
+            .query()
+            .and_then(|q| {
+                form_urlencoded_pairs(q)
+                    .find(|(k, _)| k == QUERY_PARAM)
+                    .map(|(_, v)| v)
+            })
+            .unwrap_or_default();
+        StateToken(token)
+    }
+}
+
+fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .into_iter()
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for StateToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(StateToken::from_parts(parts))
+    }
+}
+
+/// The query string with every token replaced by `REDACTED`, for logs.
+pub fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k == QUERY_PARAM || k.eq_ignore_ascii_case("token") => {
+                format!("{k}=REDACTED")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_redacted_from_query_strings() {
+        assert_eq!(
+            redact_query("state=eyJhbGc.eyJ.sig&after=5"),
+            "state=REDACTED&after=5"
+        );
+        assert_eq!(redact_query("after=5"), "after=5");
+    }
+
+    #[test]
+    fn the_header_wins_over_the_query() {
+        let req = http::Request::builder()
+            .uri("/basket/checkouts/view?state=from-query")
+            .header(HEADER, "from-header")
+            .body(())
+            .unwrap();
+        let (parts, _) = req.into_parts();
+        assert_eq!(StateToken::from_parts(&parts).0, "from-header");
+    }
+}

@@ -1,0 +1,537 @@
+//! Minting and verifying conversation-state tokens.
+//!
+//! **Minting** costs one signature per response: every next-step link of a
+//! response carries the same token, and the step a link performs is in its
+//! path. Keys are parsed once at start, and the JWS header of each key is
+//! encoded once, so a mint is one JSON serialisation and one signature.
+//!
+//! **Verification** is strict (DESIGN §3): the key is chosen by `kid` only from
+//! the trust store (the participants this deployment knows; `jku`, `x5u` and
+//! `jwk` headers are never followed), the algorithm is pinned per key, `typ`
+//! must be `conv+jwt`, `exp` and `nbf` are required and checked, `iss` must be
+//! the participant that owns the key, and only then are the audience and the
+//! requested step checked. Failures of the first kind are 401 (the token is
+//! not a valid token), of the second 403 (a valid token, used where it does
+//! not apply). Keys of remote peers are fetched from the JWKS URL the peers
+//! configuration names, when a token shows a `kid` of theirs we do not know.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::signature::Ed25519KeyPair;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use super::chain;
+use super::claims::{Claims, Pattern};
+use super::keys::{KeyError, KeyRing, LiveKey, Signing, public_jwk, unix_now};
+use crate::ids::{ConversationId, MessageId};
+use crate::participant::Participant;
+
+/// The JWS `typ` of a conversation-state token.
+pub const TYP: &str = "conv+jwt";
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+/// Allowed clock skew between participants, in seconds.
+const LEEWAY: u64 = 5;
+
+/// Why a token was refused. Every variant is a client error: 401 when the
+/// token is not valid, 403 when a valid token is used where it does not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no conversation-state token was given")]
+    Missing,
+    #[error("the token is longer than {MAX_TOKEN_LEN} bytes")]
+    TooLarge,
+    #[error("the token is not a well-formed JWS: {0}")]
+    Malformed(&'static str),
+    #[error("the token's algorithm is not the one its key is pinned to")]
+    Algorithm,
+    #[error("the token's `typ` is not `conv+jwt`")]
+    WrongType,
+    #[error("the token's key is not known")]
+    UnknownKey,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token's claims are invalid: {0}")]
+    Claims(&'static str),
+    #[error("the token's issuer does not own its key")]
+    IssuerMismatch,
+    #[error("the token was issued by {0}, not by a participant expected here")]
+    WrongIssuer(String),
+    #[error("the token is not addressed to {0}")]
+    WrongAudience(&'static str),
+    #[error("the token does not allow the step `{0}`")]
+    StepNotAllowed(String),
+}
+
+impl TokenError {
+    /// 403 for a valid token used where it does not apply, 401 otherwise.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            TokenError::WrongIssuer(_)
+                | TokenError::WrongAudience(_)
+                | TokenError::StepNotAllowed(_)
+        )
+    }
+}
+
+/// What a step expects of the token it is given.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect<'a> {
+    /// The participant serving the step: must be in `aud`.
+    pub participant: Participant,
+    /// The step being taken: must be in `nxt`.
+    pub step: &'a str,
+    /// Where only some issuers may have signed (a reply from a provider).
+    pub issuers: Option<&'a [Participant]>,
+}
+
+impl<'a> Expect<'a> {
+    pub fn step(participant: Participant, step: &'a str) -> Self {
+        Expect {
+            participant,
+            step,
+            issuers: None,
+        }
+    }
+
+    pub fn from(mut self, issuers: &'a [Participant]) -> Self {
+        self.issuers = Some(issuers);
+        self
+    }
+}
+
+/// The next message of a conversation, before it is signed.
+#[derive(Clone, Debug)]
+pub struct Next {
+    pub cid: ConversationId,
+    pub pat: Pattern,
+    pub seq: u32,
+    prev_chn: String,
+    /// The step that produced this message (what the chain records).
+    pub step: String,
+    pub aud: Vec<Participant>,
+    pub nxt: Vec<String>,
+    pub st: Value,
+    pub slip: Option<Value>,
+}
+
+impl Next {
+    /// The first message of a new conversation.
+    pub fn start(pat: Pattern, step: &str) -> Self {
+        Next {
+            cid: ConversationId::new(),
+            pat,
+            seq: 0,
+            prev_chn: chain::GENESIS.to_owned(),
+            step: step.to_owned(),
+            aud: Vec::new(),
+            nxt: Vec::new(),
+            st: Value::Null,
+            slip: None,
+        }
+    }
+
+    /// The message that follows `prev` in its conversation.
+    pub fn after(prev: &Claims, step: &str) -> Self {
+        Next {
+            cid: prev.cid,
+            pat: prev.pat,
+            seq: prev.seq + 1,
+            prev_chn: prev.chn.clone(),
+            step: step.to_owned(),
+            aud: Vec::new(),
+            nxt: Vec::new(),
+            st: prev.st.clone(),
+            slip: prev.slip.clone(),
+        }
+    }
+
+    /// Who may act on the token.
+    pub fn to(mut self, aud: &[Participant]) -> Self {
+        self.aud = aud.to_vec();
+        self
+    }
+
+    /// The steps the token allows next.
+    pub fn allow(mut self, steps: &[&str]) -> Self {
+        self.nxt = steps.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    pub fn state(mut self, st: Value) -> Self {
+        self.st = st;
+        self
+    }
+}
+
+/// A signed token and the claims it carries.
+#[derive(Clone, Debug)]
+pub struct Minted {
+    pub token: String,
+    pub claims: Claims,
+}
+
+enum Key {
+    Ed(Box<Ed25519KeyPair>),
+    Hs(Box<hmac::Key>),
+}
+
+struct SigningKey {
+    /// `base64url(header) + "."`, encoded once.
+    header_prefix: String,
+    key: Key,
+}
+
+/// Signs tokens for the participants this process hosts.
+pub struct Minter {
+    keys: HashMap<Participant, SigningKey>,
+    ttl: Duration,
+}
+
+/// The mint failed: only if the claims cannot be serialised, which is a bug.
+#[derive(Debug, thiserror::Error)]
+#[error("could not sign a conversation-state token: {0}")]
+pub struct MintError(String);
+
+impl Minter {
+    /// Signs for `iss`, which must be hosted here.
+    pub fn mint(&self, iss: Participant, next: Next) -> Result<Minted, MintError> {
+        let key = self
+            .keys
+            .get(&iss)
+            .ok_or_else(|| MintError(format!("{iss} is not hosted here")))?;
+        let now = unix_now();
+        let jti = MessageId::new();
+        let claims = Claims {
+            iss: iss.as_str().to_owned(),
+            aud: next.aud.iter().map(|p| p.as_str().to_owned()).collect(),
+            iat: now,
+            nbf: now,
+            exp: now + self.ttl.as_secs() as i64,
+            jti,
+            cid: next.cid,
+            pat: next.pat,
+            seq: next.seq,
+            chn: chain::extend(&next.prev_chn, jti, iss.as_str(), &next.step),
+            nxt: next.nxt,
+            st: next.st,
+            slip: next.slip,
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|e| MintError(e.to_string()))?;
+        let mut token = String::with_capacity(key.header_prefix.len() + payload.len() * 2 + 90);
+        token.push_str(&key.header_prefix);
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = match &key.key {
+            Key::Ed(pair) => pair.sign(token.as_bytes()).as_ref().to_vec(),
+            Key::Hs(hmac_key) => hmac::sign(hmac_key, token.as_bytes()).as_ref().to_vec(),
+        };
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(Minted { token, claims })
+    }
+
+    /// How long a freshly minted token lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+struct Trusted {
+    participant: Participant,
+    validation: Validation,
+    key: DecodingKey,
+}
+
+/// The keys this deployment trusts, by `kid`, and where to fetch more.
+pub struct TrustStore {
+    keys: RwLock<HashMap<String, Arc<Trusted>>>,
+    /// Remote peers: participant → JWKS URL.
+    remote: HashMap<Participant, String>,
+    last_fetch: tokio::sync::Mutex<HashMap<Participant, Instant>>,
+    http: reqwest::Client,
+    hs256: bool,
+}
+
+/// The published public keys of the hosted participants.
+pub struct Jwks(pub Value);
+
+/// Builds the minter, the trust store and the JWKS for the hosted participants.
+pub fn load(
+    data_dir: &std::path::Path,
+    signing: &Signing,
+    hosted: &[Participant],
+    remote: HashMap<Participant, String>,
+    ttl: Duration,
+    http: reqwest::Client,
+) -> Result<(Minter, TrustStore, Jwks), KeyError> {
+    let mut signing_keys = HashMap::new();
+    let mut trusted = HashMap::new();
+    let mut jwks = Vec::new();
+    match signing {
+        Signing::EdDsa => {
+            for &participant in hosted {
+                let mut live = KeyRing::load_or_create(data_dir, participant)?.live()?;
+                for key in &live {
+                    jwks.push(public_jwk(key));
+                    trusted.insert(key.kid.clone(), ed_trusted(participant, key));
+                }
+                let LiveKey { kid, pair } = live.pop().expect("a ring has a live key");
+                signing_keys.insert(
+                    participant,
+                    SigningKey {
+                        header_prefix: header_prefix(Algorithm::EdDSA, &kid),
+                        key: Key::Ed(Box::new(pair)),
+                    },
+                );
+            }
+        }
+        Signing::Hs256 { secret } => {
+            // One trust domain: every participant, hosted or not, shares the secret.
+            for participant in Participant::ALL {
+                let kid = format!("{participant}.hs256");
+                trusted.insert(
+                    kid.clone(),
+                    Arc::new(Trusted {
+                        participant,
+                        validation: validation(Algorithm::HS256),
+                        key: DecodingKey::from_secret(secret),
+                    }),
+                );
+                if hosted.contains(&participant) {
+                    signing_keys.insert(
+                        participant,
+                        SigningKey {
+                            header_prefix: header_prefix(Algorithm::HS256, &kid),
+                            key: Key::Hs(Box::new(hmac::Key::new(hmac::HMAC_SHA256, secret))),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    let store = TrustStore {
+        keys: RwLock::new(trusted),
+        remote,
+        last_fetch: Default::default(),
+        http,
+        hs256: matches!(signing, Signing::Hs256 { .. }),
+    };
+    let minter = Minter {
+        keys: signing_keys,
+        ttl,
+    };
+    Ok((minter, store, Jwks(serde_json::json!({ "keys": jwks }))))
+}
+
+fn header_prefix(alg: Algorithm, kid: &str) -> String {
+    let alg = match alg {
+        Algorithm::EdDSA => "EdDSA",
+        Algorithm::HS256 => "HS256",
+        other => unreachable!("{other:?} is not in the allow-list"),
+    };
+    let header = serde_json::json!({ "alg": alg, "typ": TYP, "kid": kid });
+    let mut prefix = URL_SAFE_NO_PAD.encode(header.to_string());
+    prefix.push('.');
+    prefix
+}
+
+fn validation(alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.algorithms = vec![alg];
+    v.leeway = LEEWAY;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    // The audience is checked after the signature, to answer 403 rather than 401.
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp", "nbf", "iss", "aud"]);
+    v
+}
+
+fn ed_trusted(participant: Participant, key: &LiveKey) -> Arc<Trusted> {
+    use aws_lc_rs::signature::KeyPair;
+    Arc::new(Trusted {
+        participant,
+        validation: validation(Algorithm::EdDSA),
+        key: DecodingKey::from_ed_der(key.pair.public_key().as_ref()),
+    })
+}
+
+/// How often a remote peer's JWKS may be fetched again for an unknown `kid`.
+const REFETCH_AFTER: Duration = Duration::from_secs(10);
+
+impl TrustStore {
+    /// Verifies `token` strictly and checks it against `expect`.
+    pub async fn verify(&self, token: &str, expect: Expect<'_>) -> Result<Claims, TokenError> {
+        match self.verify_known(token, expect) {
+            Err(TokenError::UnknownKey) => {
+                if self.refresh_for(token).await {
+                    self.verify_known(token, expect)
+                } else {
+                    Err(TokenError::UnknownKey)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Verifies against the keys already known, without any I/O.
+    pub fn verify_known(&self, token: &str, expect: Expect<'_>) -> Result<Claims, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Missing);
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        if token.split('.').count() != 3 {
+            return Err(TokenError::Malformed("a JWS has three segments"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::Json(_) => TokenError::Algorithm,
+            _ => TokenError::Malformed("the header is not base64url JSON"),
+        })?;
+        if header.typ.as_deref() != Some(TYP) {
+            return Err(TokenError::WrongType);
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed(
+                "no critical header extension is understood",
+            ));
+        }
+        let kid = header.kid.ok_or(TokenError::UnknownKey)?;
+        let trusted = self
+            .keys
+            .read()
+            .expect("trust store lock")
+            .get(&kid)
+            .cloned()
+            .ok_or(TokenError::UnknownKey)?;
+        if !trusted.validation.algorithms.contains(&header.alg) {
+            return Err(TokenError::Algorithm);
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &trusted.key, &trusted.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::MissingRequiredClaim(_) => {
+                    TokenError::Claims("a required claim is missing")
+                }
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    TokenError::Algorithm
+                }
+                ErrorKind::Json(_) | ErrorKind::InvalidClaimFormat(_) => {
+                    TokenError::Claims("a claim has the wrong type or is missing")
+                }
+                _ => TokenError::Malformed("the token cannot be decoded"),
+            })?
+            .claims;
+        if claims.iss != trusted.participant.as_str() {
+            return Err(TokenError::IssuerMismatch);
+        }
+        if let Some(issuers) = expect.issuers
+            && !issuers.iter().any(|p| p.as_str() == claims.iss)
+        {
+            return Err(TokenError::WrongIssuer(claims.iss));
+        }
+        if !claims.is_for(expect.participant.as_str()) {
+            return Err(TokenError::WrongAudience(expect.participant.as_str()));
+        }
+        if !claims.allows(expect.step) {
+            return Err(TokenError::StepNotAllowed(expect.step.to_owned()));
+        }
+        Ok(claims)
+    }
+
+    /// Fetches the JWKS of the remote peer that the token's `kid` names, at most
+    /// once per [`REFETCH_AFTER`]. Returns whether new keys were loaded.
+    async fn refresh_for(&self, token: &str) -> bool {
+        if self.hs256 {
+            return false;
+        }
+        let Some(participant) = jsonwebtoken::decode_header(token)
+            .ok()
+            .and_then(|h| h.kid)
+            .and_then(|kid| {
+                kid.split_once('.')
+                    .and_then(|(p, _)| p.parse::<Participant>().ok())
+            })
+        else {
+            return false;
+        };
+        let Some(url) = self.remote.get(&participant) else {
+            return false;
+        };
+        {
+            let mut last = self.last_fetch.lock().await;
+            if last
+                .get(&participant)
+                .is_some_and(|at| at.elapsed() < REFETCH_AFTER)
+            {
+                return false;
+            }
+            last.insert(participant, Instant::now());
+        }
+        let jwks: Value = match self.http.get(url).send().await {
+            Ok(resp) if resp.status().is_success() => match resp.json().await {
+                Ok(jwks) => jwks,
+                Err(e) => {
+                    tracing::warn!(%participant, error = %e, "peer JWKS is not JSON");
+                    return false;
+                }
+            },
+            Ok(resp) => {
+                tracing::warn!(%participant, status = %resp.status(), "peer JWKS unavailable");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(%participant, error = %e, "peer JWKS unreachable");
+                return false;
+            }
+        };
+        let fresh = parse_jwks(&jwks, participant);
+        let mut keys = self.keys.write().expect("trust store lock");
+        keys.retain(|_, t| t.participant != participant);
+        let loaded = !fresh.is_empty();
+        keys.extend(fresh);
+        loaded
+    }
+}
+
+/// The Ed25519 keys of `participant` in a peer's JWKS; keys it lists for
+/// anyone else are ignored (a peer speaks only for itself).
+fn parse_jwks(jwks: &Value, participant: Participant) -> Vec<(String, Arc<Trusted>)> {
+    let prefix = format!("{participant}.");
+    jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|k| k["kty"] == "OKP" && k["crv"] == "Ed25519" && k["alg"] == "EdDSA")
+        .filter_map(|k| {
+            let kid = k["kid"].as_str()?;
+            if !kid.starts_with(&prefix) {
+                return None;
+            }
+            let key = DecodingKey::from_ed_components(k["x"].as_str()?).ok()?;
+            Some((
+                kid.to_owned(),
+                Arc::new(Trusted {
+                    participant,
+                    validation: validation(Algorithm::EdDSA),
+                    key,
+                }),
+            ))
+        })
+        .collect()
+}

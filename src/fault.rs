@@ -1,0 +1,239 @@
+//! Faults: RFC 9457 problem details, with the links that repair the conversation.
+//!
+//! The error strategy, written down once (as crates.io does in
+//! `src/util/errors.rs`):
+//!
+//! - Every error a client can see is a [`Problem`]: `application/problem+json`
+//!   with a stable `type` (a [`ProblemType`] from the catalogue below, served at
+//!   `/problems/{slug}`), a `title`, the `status`, a client-safe `detail`, the
+//!   conversation id when known, and `_links` to the steps that make sense next
+//!   (retry, another payment method, cancel, the menu...).
+//! - Lower layers keep their own error types (`TokenError`, store errors,
+//!   sender errors); each converts into a `Problem` exactly once, here.
+//! - A 5xx never shows internals: [`Problem::internal`] logs the cause with the
+//!   request id and tells the client only that something failed.
+//! - Responses that do not come from our handlers (unknown routes, wrong
+//!   methods, the body-size limit, timeouts, panics) are turned into problem
+//!   documents by a layer in `server.rs`, so there is no plain-text error.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::conversation::TokenError;
+use crate::ids::ConversationId;
+
+/// The media type of a problem document.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A kind of problem: stable for clients to branch on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProblemType {
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub status: StatusCode,
+}
+
+macro_rules! problem_types {
+    ($($name:ident = ($slug:literal, $status:ident, $title:literal);)*) => {
+        $(pub const $name: ProblemType = ProblemType {
+            slug: $slug,
+            title: $title,
+            status: StatusCode::$status,
+        };)*
+        /// Every problem type, for the `/problems` catalogue.
+        pub const ALL: &[ProblemType] = &[$($name),*];
+    };
+}
+
+/// The catalogue of problem types.
+pub mod types {
+    use super::*;
+
+    problem_types! {
+        MALFORMED_BODY = ("malformed-body", BAD_REQUEST, "The request body is not well-formed");
+        INVALID_BODY = ("invalid-body", UNPROCESSABLE_ENTITY, "The request body does not fit the step's template");
+        UNSUPPORTED_MEDIA_TYPE = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "The request body's media type is not accepted");
+        BODY_TOO_LARGE = ("body-too-large", PAYLOAD_TOO_LARGE, "The request body is too large");
+        NOT_FOUND = ("not-found", NOT_FOUND, "There is nothing at this address");
+        METHOD_NOT_ALLOWED = ("method-not-allowed", METHOD_NOT_ALLOWED, "The method is not allowed here");
+        NOT_ACCEPTABLE = ("not-acceptable", NOT_ACCEPTABLE, "No acceptable representation");
+        MISSING_TOKEN = ("missing-token", UNAUTHORIZED, "No conversation-state token was given");
+        INVALID_TOKEN = ("invalid-token", UNAUTHORIZED, "The conversation-state token is not valid");
+        EXPIRED_TOKEN = ("expired-token", UNAUTHORIZED, "The conversation-state token is expired or not valid yet");
+        WRONG_AUDIENCE = ("wrong-audience", FORBIDDEN, "The token is not addressed to this participant");
+        WRONG_ISSUER = ("wrong-issuer", FORBIDDEN, "The token was signed by a participant not expected here");
+        STEP_NOT_ALLOWED = ("step-not-allowed", FORBIDDEN, "The token does not allow this step");
+        UNKNOWN_SKU = ("unknown-sku", UNPROCESSABLE_ENTITY, "No such item on the menu");
+        INVALID_QUANTITY = ("invalid-quantity", UNPROCESSABLE_ENTITY, "The quantity is out of range");
+        NOT_IN_BASKET = ("not-in-basket", UNPROCESSABLE_ENTITY, "The item is not in the basket");
+        NOT_IMPLEMENTED = ("not-implemented", NOT_IMPLEMENTED, "This step is not implemented yet");
+        PEER_UNAVAILABLE = ("peer-unavailable", BAD_GATEWAY, "A participant this step needs did not answer");
+        PEER_TIMEOUT = ("peer-timeout", GATEWAY_TIMEOUT, "A participant this step needs did not answer in time");
+        TIMEOUT = ("timeout", SERVICE_UNAVAILABLE, "The request took too long");
+        INTERNAL = ("internal-error", INTERNAL_SERVER_ERROR, "Something went wrong on our side");
+        UNKNOWN_PATTERN = ("unknown-pattern", NOT_FOUND, "No such pattern in the catalog");
+    }
+}
+
+/// An RFC 9457 problem document, with repair links (boxed: errors travel
+/// through every `Result`, so they stay one pointer wide).
+#[derive(Clone, Debug)]
+pub struct Problem(Box<Inner>);
+
+#[derive(Clone, Debug)]
+struct Inner {
+    kind: ProblemType,
+    detail: String,
+    conversation: Option<ConversationId>,
+    links: Vec<(String, String)>,
+    extensions: Map<String, Value>,
+    retry_after: Option<u64>,
+}
+
+impl Problem {
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
+        Problem(Box::new(Inner {
+            kind,
+            detail: detail.into(),
+            conversation: None,
+            links: Vec::new(),
+            extensions: Map::new(),
+            retry_after: None,
+        }))
+    }
+
+    /// A 5xx that logs `cause` and shows the client nothing of it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(%cause, "internal error");
+        Problem::new(
+            types::INTERNAL,
+            "An unexpected error occurred. It has been logged; the request id identifies it.",
+        )
+    }
+
+    pub fn in_conversation(mut self, cid: ConversationId) -> Self {
+        self.0.conversation = Some(cid);
+        self
+    }
+
+    /// Adds a link to a step that makes sense after this fault.
+    pub fn link(mut self, rel: &str, href: impl Into<String>) -> Self {
+        self.0.links.push((rel.to_owned(), href.into()));
+        self
+    }
+
+    /// Adds an extension member (RFC 9457 §3.2).
+    pub fn with(mut self, name: &str, value: impl Serialize) -> Self {
+        self.0.extensions.insert(
+            name.to_owned(),
+            serde_json::to_value(value).unwrap_or(Value::Null),
+        );
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.0.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn kind(&self) -> ProblemType {
+        self.0.kind
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.0.detail
+    }
+
+    pub fn conversation(&self) -> Option<ConversationId> {
+        self.0.conversation
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.kind.status
+    }
+
+    /// The problem document itself.
+    pub fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            json!(format!("/problems/{}", self.0.kind.slug)),
+        );
+        body.insert("title".into(), json!(self.0.kind.title));
+        body.insert("status".into(), json!(self.0.kind.status.as_u16()));
+        body.insert("detail".into(), json!(self.0.detail));
+        if let Some(cid) = self.0.conversation {
+            body.insert("conversation".into(), json!(cid));
+        }
+        body.extend(self.0.extensions.clone());
+        if !self.0.links.is_empty() {
+            let links: Map<String, Value> = self
+                .0
+                .links
+                .iter()
+                .map(|(rel, href)| (rel.clone(), json!({ "href": href })))
+                .collect();
+            body.insert("_links".into(), Value::Object(links));
+        }
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = (self.0.kind.status, Json(self.body())).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if let Some(link) = crate::hypermedia::link_header(
+            self.0.links.iter().map(|(r, h)| (r.as_str(), h.as_str())),
+        ) {
+            headers.insert(header::LINK, link);
+        }
+        if let Some(seconds) = self.0.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<TokenError> for Problem {
+    fn from(e: TokenError) -> Self {
+        let kind = match &e {
+            TokenError::Missing => types::MISSING_TOKEN,
+            TokenError::Expired | TokenError::NotYetValid => types::EXPIRED_TOKEN,
+            TokenError::WrongAudience(_) => types::WRONG_AUDIENCE,
+            TokenError::WrongIssuer(_) => types::WRONG_ISSUER,
+            TokenError::StepNotAllowed(_) => types::STEP_NOT_ALLOWED,
+            _ => types::INVALID_TOKEN,
+        };
+        debug_assert_eq!(kind.status == StatusCode::FORBIDDEN, e.is_forbidden());
+        Problem::new(kind, e.to_string())
+    }
+}
+
+/// The problem document for a status that no handler produced (a 404 from
+/// the router, a 413 from the body limit, a 408 from the timeout layer...).
+pub fn for_status(status: StatusCode) -> Problem {
+    let kind = types::ALL
+        .iter()
+        .copied()
+        .find(|t| t.status == status)
+        .unwrap_or(if status.is_server_error() {
+            types::INTERNAL
+        } else {
+            types::MALFORMED_BODY
+        });
+    let detail = match kind.slug {
+        "not-found" => "No resource here. Start at / to find the conversations on offer.",
+        "method-not-allowed" => {
+            "This address does not accept that method; see the links of the resource that led here."
+        }
+        "body-too-large" => "The request body exceeds the size limit.",
+        "timeout" => "The request was not answered in time.",
+        _ => kind.title,
+    };
+    Problem::new(kind, detail).link("start", "/")
+}

@@ -1,0 +1,154 @@
+//! The HTTP sender: how one participant sends a message to another.
+//!
+//! A message is a POST to a step of the receiving participant, its token in
+//! the `Conversation-State` header (never in the URL, so it stays out of
+//! access logs along the way). The sender knows where each participant is
+//! (hosted here, or named in the peers file), applies the exchange timeout,
+//! and turns transport failures into [`SendError`]s that become 502/504
+//! problem documents for the client.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::Value;
+
+use crate::conversation::continuation::HEADER;
+use crate::fault::{Problem, types};
+use crate::participant::Participant;
+
+/// The reply to a message: status, body and the `Link` header.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Value,
+    pub link: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0} is neither hosted here nor named in the peers file")]
+    Unknown(Participant),
+    #[error("{0} did not answer within {1:?}")]
+    Timeout(Participant, Duration),
+    #[error("{0} could not be reached: {1}")]
+    Unreachable(Participant, String),
+}
+
+impl From<SendError> for Problem {
+    fn from(e: SendError) -> Self {
+        tracing::warn!(error = %e, "send failed");
+        match e {
+            SendError::Timeout(p, _) => {
+                Problem::new(types::PEER_TIMEOUT, format!("{p} did not answer in time."))
+            }
+            SendError::Unknown(p) | SendError::Unreachable(p, _) => Problem::new(
+                types::PEER_UNAVAILABLE,
+                format!("{p} could not be reached."),
+            ),
+        }
+    }
+}
+
+/// Sends messages to participants.
+#[derive(Clone)]
+pub struct Sender {
+    http: reqwest::Client,
+    bases: HashMap<Participant, String>,
+    timeout: Duration,
+}
+
+impl Sender {
+    /// `bases`: the base URL of every participant that can be reached.
+    pub fn new(
+        http: reqwest::Client,
+        bases: HashMap<Participant, String>,
+        timeout: Duration,
+    ) -> Self {
+        Sender {
+            http,
+            bases,
+            timeout,
+        }
+    }
+
+    /// The absolute URL of a step of `to`.
+    pub fn url(&self, to: Participant, path: &str) -> Result<String, SendError> {
+        let base = self.bases.get(&to).ok_or(SendError::Unknown(to))?;
+        Ok(format!("{base}/{to}{path}"))
+    }
+
+    /// POSTs a message to `to`'s step at `path`, carrying `token`.
+    pub async fn send(
+        &self,
+        to: Participant,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, SendError> {
+        let url = self.url(to, path)?;
+        let mut request = self
+            .http
+            .post(&url)
+            .header(HEADER, token)
+            .header(
+                http::header::ACCEPT,
+                "application/hal+json, application/problem+json",
+            )
+            .timeout(self.timeout);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| self.classify(to, e))?;
+        let status = response.status();
+        let link = response
+            .headers()
+            .get(http::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.bytes().await.map_err(|e| self.classify(to, e))?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Reply { status, body, link })
+    }
+
+    fn classify(&self, to: Participant, e: reqwest::Error) -> SendError {
+        if e.is_timeout() {
+            SendError::Timeout(to, self.timeout)
+        } else {
+            SendError::Unreachable(to, e.to_string())
+        }
+    }
+}
+
+impl Reply {
+    /// Passes a provider's successful HAL reply on to our client unchanged
+    /// (its links, and so its token, pass control to the provider); a fault
+    /// from the provider becomes a 502 naming it, since the client's own
+    /// request was fine.
+    pub fn relay(self, from: Participant) -> Result<axum::response::Response, Problem> {
+        use axum::response::IntoResponse;
+        if self.status.is_success() {
+            let mut response = (self.status, self.body.to_string()).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(crate::hypermedia::HAL_JSON),
+            );
+            if let Some(link) = self.link.and_then(|l| http::HeaderValue::from_str(&l).ok()) {
+                headers.insert(http::header::LINK, link);
+            }
+            return Ok(response);
+        }
+        let title = self.body["title"].as_str().unwrap_or("no problem document");
+        tracing::warn!(%from, status = %self.status, problem = %self.body, "provider refused");
+        Err(Problem::new(
+            types::PEER_UNAVAILABLE,
+            format!(
+                "{from} could not complete the step ({}: {title}).",
+                self.status.as_u16()
+            ),
+        )
+        .with("peer_status", self.status.as_u16())
+        .with("peer_type", self.body["type"].clone()))
+    }
+}

@@ -1,0 +1,241 @@
+//! The entry point and the catalogs: `GET /`, the patterns, the problem
+//! types, the participants and their keys.
+//!
+//! Everything a client needs to start is reachable from `GET /` by links:
+//! a generic HAL client never has to be told a URL.
+
+pub mod patterns;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+use self::patterns::{PATTERNS, Status};
+use crate::app::{App, AppState};
+use crate::conversation::{Next, Pattern};
+use crate::fault::{Problem, types};
+use crate::hypermedia::{Hal, Resource};
+use crate::participant::Participant;
+use crate::participants::basket::{self, BasketState, Line};
+
+/// `GET /`: the entry point.
+pub async fn root(State(app): State<AppState>) -> Hal {
+    let mut resource = Resource::new()
+        .field("name", "conversant")
+        .field(
+            "description",
+            "Asynchronous conversation patterns, for real, between stateless HTTP participants. Follow the links.",
+        )
+        .link("self", app.root_href("/"))
+        .action(
+            basket::START,
+            app.href(Participant::Basket, "/checkouts"),
+            "Start a checkout (turn taking: basket, pricing, payments, orders)",
+            vec![],
+        )
+        .titled_link("patterns", app.root_href("/patterns"), "The pattern catalog")
+        .titled_link("menu", app.href(Participant::Stores, "/menu"), "What the stores sell")
+        .titled_link("jwks", app.root_href("/.well-known/jwks.json"), "Public keys of the participants hosted here")
+        .titled_link("problems", app.root_href("/problems"), "The fault types");
+    for participant in Participant::ALL {
+        if app.base_of(participant).is_some() {
+            resource = resource.titled_link(
+                participant.as_str(),
+                app.href(participant, ""),
+                participant.role(),
+            );
+        }
+    }
+    Hal::ok(resource)
+}
+
+fn pattern_resource(app: &App, p: &patterns::PatternInfo) -> Resource {
+    let mut resource = Resource::new()
+        .fields(p)
+        .link("self", app.root_href(&format!("/patterns/{}", p.slug)));
+    if p.status == Status::Available {
+        resource = resource.action(
+            "try",
+            app.root_href(&format!("/patterns/{}/try", p.slug)),
+            &format!("Try {}", p.name),
+            vec![],
+        );
+    }
+    resource
+}
+
+/// `GET /patterns`: every pattern of the talk.
+pub async fn list_patterns(State(app): State<AppState>) -> Hal {
+    let items = PATTERNS.iter().map(|p| pattern_resource(&app, p)).collect();
+    Hal::ok(
+        Resource::new()
+            .field("count", PATTERNS.len())
+            .field(
+                "available",
+                PATTERNS
+                    .iter()
+                    .filter(|p| p.status == Status::Available)
+                    .count(),
+            )
+            .link("self", app.root_href("/patterns"))
+            .link("start", app.root_href("/"))
+            .embed("patterns", items),
+    )
+}
+
+/// `GET /patterns/{slug}`.
+pub async fn pattern(
+    State(app): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Hal, Problem> {
+    let p = patterns::by_slug(&slug).ok_or_else(|| unknown_pattern(&app, &slug))?;
+    Ok(Hal::ok(pattern_resource(&app, p)))
+}
+
+fn unknown_pattern(app: &App, slug: &str) -> Problem {
+    Problem::new(
+        types::UNKNOWN_PATTERN,
+        format!("There is no pattern `{slug}`."),
+    )
+    .link("patterns", app.root_href("/patterns"))
+}
+
+/// `POST /patterns/{slug}/try`: starts an example of an available pattern.
+pub async fn try_pattern(
+    State(app): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Response, Problem> {
+    let p = patterns::by_slug(&slug).ok_or_else(|| unknown_pattern(&app, &slug))?;
+    if p.status != Status::Available {
+        return Err(Problem::new(
+            types::NOT_IMPLEMENTED,
+            format!("{} is planned, not available yet.", p.name),
+        )
+        .link("patterns", app.root_href("/patterns")));
+    }
+    match p.slug {
+        // A basket that already holds two pizzas, priced by pricing over HTTP.
+        "in-out-query" => {
+            let (minted, _) = sample_basket(&app)?;
+            let checkout = app.mint(
+                Participant::Basket,
+                Next::after(&minted.claims, basket::CHECKOUT)
+                    .to(&[Participant::Pricing])
+                    .allow(&[super::pricing::PRICE]),
+            )?;
+            let reply = app
+                .sender
+                .send(Participant::Pricing, "/quotes", &checkout.token, None)
+                .await?;
+            reply.relay(Participant::Pricing)
+        }
+        // A basket whose whole state is in the links of the response.
+        "stateless-requestor" => {
+            let (minted, basket) = sample_basket(&app)?;
+            Ok(Hal(
+                http::StatusCode::CREATED,
+                basket::render(&app, &minted, &basket),
+            )
+            .into_response())
+        }
+        other => Err(Problem::internal(format!(
+            "available pattern {other} has no example"
+        ))),
+    }
+}
+
+fn sample_basket(app: &App) -> Result<(crate::conversation::token::Minted, BasketState), Problem> {
+    let basket = BasketState {
+        items: vec![Line {
+            sku: "margherita".into(),
+            qty: 2,
+        }],
+    };
+    let st = serde_json::to_value(&basket).map_err(Problem::internal)?;
+    let minted = app.mint(
+        Participant::Basket,
+        Next::start(Pattern::Exchange, basket::START)
+            .to(&[Participant::Basket])
+            .allow(basket::steps_of(&basket))
+            .state(st),
+    )?;
+    Ok((minted, basket))
+}
+
+/// `GET /problems`: every fault type, so a `type` URI always resolves.
+pub async fn list_problems(State(app): State<AppState>) -> Hal {
+    let items = types::ALL
+        .iter()
+        .map(|t| problem_resource(&app, t))
+        .collect();
+    Hal::ok(
+        Resource::new()
+            .link("self", app.root_href("/problems"))
+            .embed("problems", items),
+    )
+}
+
+fn problem_resource(app: &App, t: &crate::fault::ProblemType) -> Resource {
+    Resource::new()
+        .field("type", format!("/problems/{}", t.slug))
+        .field("title", t.title)
+        .field("status", t.status.as_u16())
+        .link("self", app.root_href(&format!("/problems/{}", t.slug)))
+}
+
+/// `GET /problems/{slug}`.
+pub async fn problem(
+    State(app): State<AppState>,
+    Path(slug): Path<String>,
+) -> Result<Hal, Problem> {
+    types::ALL
+        .iter()
+        .find(|t| t.slug == slug)
+        .map(|t| Hal::ok(problem_resource(&app, t)))
+        .ok_or_else(|| {
+            Problem::new(
+                types::NOT_FOUND,
+                format!("There is no problem type `{slug}`."),
+            )
+        })
+}
+
+/// `GET /.well-known/jwks.json`: the public keys of every hosted participant.
+pub async fn jwks(State(app): State<AppState>) -> Response {
+    (
+        [(http::header::CACHE_CONTROL, "max-age=60")],
+        Json(app.jwks.0.clone()),
+    )
+        .into_response()
+}
+
+/// `GET /{participant}`: what a participant does, and where to start with it.
+pub fn participant_index(
+    participant: Participant,
+) -> impl Fn(State<AppState>) -> std::future::Ready<Hal> + Clone {
+    move |State(app): State<AppState>| {
+        std::future::ready(Hal::ok(
+            Resource::new()
+                .field("participant", participant)
+                .field("role", participant.role())
+                .link("self", app.href(participant, ""))
+                .link("start", app.root_href("/"))
+                .link("jwks", app.root_href("/.well-known/jwks.json")),
+        ))
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(root))
+        .route("/patterns", get(list_patterns))
+        .route("/patterns/{slug}", get(pattern))
+        .route("/patterns/{slug}/try", post(try_pattern))
+        .route("/problems", get(list_problems))
+        .route("/problems/{slug}", get(problem))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+}

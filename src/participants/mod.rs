@@ -1,0 +1,37 @@
+//! The participants of the example domain, each with its own router.
+//!
+//! A participant module reads like the conversation it plays: its messages
+//! as types, its handlers named after the steps they perform, its router at
+//! the bottom. [`router`] only composes: each hosted participant under its
+//! own prefix, plus the entry point and catalogs.
+
+pub mod basket;
+pub mod catalog;
+pub mod menu;
+pub mod pricing;
+pub mod stores;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::app::AppState;
+use crate::fault;
+use crate::participant::Participant;
+
+/// The whole application's routes for the participants `app` hosts.
+pub fn router(app: AppState) -> Router {
+    let mut router = catalog::router();
+    for &participant in &app.config.participants {
+        let routes = match participant {
+            Participant::Basket => basket::router(),
+            Participant::Pricing => pricing::router(),
+            Participant::Stores => stores::router(),
+            _ => Router::new(),
+        }
+        .route("/", get(catalog::participant_index(participant)));
+        router = router.nest(&format!("/{participant}"), routes);
+    }
+    router
+        .fallback(|| async { fault::for_status(http::StatusCode::NOT_FOUND) })
+        .with_state(app)
+}

@@ -1,0 +1,213 @@
+//! Pricing: prices baskets (In-Out, query-result) and leads the payment turn.
+//!
+//! Basket asks "price this basket" with a token it signed for audience
+//! `pricing`, allowing the step `price`; the basket itself is the token's
+//! state. Pricing verifies basket's signature (from its JWKS when basket runs
+//! elsewhere), answers with the priced basket under its own signature, and
+//! from then on the checkout's links point here: `pay` and `cancel`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::basket;
+use super::menu::{self, CURRENCY};
+use crate::app::{App, AppState};
+use crate::conversation::token::Minted;
+use crate::conversation::{Claims, Expect, Next, StateToken};
+use crate::fault::{Problem, types};
+use crate::hypermedia::{Hal, Property, Resource};
+use crate::participant::Participant::{Basket, Pricing};
+
+pub const PRICE: &str = "price";
+pub const VIEW: &str = "view";
+pub const PAY: &str = "pay";
+pub const CANCEL: &str = "cancel";
+
+/// The message "price this basket", as pricing reads it.
+#[derive(Debug, Deserialize)]
+struct PriceRequest {
+    items: Vec<RequestLine>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestLine {
+    sku: String,
+    qty: i64,
+}
+
+/// The priced basket: the token's state from here on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quote {
+    pub items: Vec<PricedLine>,
+    pub delivery_fee: i64,
+    pub total: i64,
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PricedLine {
+    pub sku: String,
+    pub qty: i64,
+    pub unit_price: i64,
+    pub line_total: i64,
+}
+
+/// Prices a basket: item prices, one delivery fee per store, the total.
+fn price(request: &PriceRequest) -> Result<Quote, Problem> {
+    let mut items = Vec::with_capacity(request.items.len());
+    let mut stores: Vec<&str> = Vec::new();
+    for line in &request.items {
+        let item = menu::item_by_sku(&line.sku).ok_or_else(|| {
+            Problem::new(
+                types::UNKNOWN_SKU,
+                format!("`{}` is not on the menu.", line.sku),
+            )
+        })?;
+        if !stores.contains(&item.store) {
+            stores.push(item.store);
+        }
+        items.push(PricedLine {
+            sku: line.sku.clone(),
+            qty: line.qty,
+            unit_price: item.price,
+            line_total: item.price * line.qty,
+        });
+    }
+    let delivery_fee = stores
+        .iter()
+        .filter_map(|s| menu::store(s))
+        .map(|s| s.delivery_fee)
+        .sum::<i64>();
+    let total = items.iter().map(|l| l.line_total).sum::<i64>() + delivery_fee;
+    Ok(Quote {
+        items,
+        delivery_fee,
+        total,
+        currency: CURRENCY.to_owned(),
+    })
+}
+
+fn render(app: &App, minted: &Minted) -> Resource {
+    let step = |path: &str| app.step_href(Pricing, path, &minted.token);
+    Resource::new()
+        .field("status", "priced")
+        .field("conversation", minted.claims.cid)
+        .field("turn", minted.claims.seq)
+        .field("state", &minted.claims.st)
+        .link("self", step("/checkouts/view"))
+        .action(
+            PAY,
+            step("/checkouts/pay"),
+            "Pay for the order",
+            vec![
+                Property::text("card_number")
+                    .required()
+                    .prompt("Card number (test cards: see the README)")
+                    .regex("^[0-9 ]{12,23}$"),
+            ],
+        )
+        .action(
+            CANCEL,
+            step("/checkouts/cancel"),
+            "Cancel the checkout",
+            vec![],
+        )
+}
+
+/// `POST /pricing/quotes` (`price`): the query-result exchange with basket.
+pub async fn quote(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
+    let claims = app
+        .verify(&token, Expect::step(Pricing, PRICE).from(&[Basket]))
+        .await?;
+    let request: PriceRequest = serde_json::from_value(claims.st.clone()).map_err(|e| {
+        Problem::new(
+            types::INVALID_BODY,
+            format!("The basket cannot be read: {e}."),
+        )
+    })?;
+    let quote = price(&request).map_err(|p| p.in_conversation(claims.cid))?;
+    let st = serde_json::to_value(&quote).map_err(Problem::internal)?;
+    let minted = app.mint(
+        Pricing,
+        Next::after(&claims, PRICE)
+            .to(&[Pricing])
+            .allow(&[VIEW, PAY, CANCEL])
+            .state(st),
+    )?;
+    Ok(Hal::ok(render(&app, &minted)))
+}
+
+/// `GET /pricing/checkouts/view`: the priced basket again (no new signature).
+pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
+    let claims = app.verify(&token, Expect::step(Pricing, VIEW)).await?;
+    Ok(Hal::ok(render(
+        &app,
+        &Minted {
+            token: token.0,
+            claims,
+        },
+    )))
+}
+
+/// `POST /pricing/checkouts/pay`: command-acknowledgement with payments
+/// (the next issue); a clear 501 until then.
+pub async fn pay(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
+    let claims = app.verify(&token, Expect::step(Pricing, PAY)).await?;
+    Err(not_yet(&app, &claims, &token))
+}
+
+fn not_yet(app: &App, claims: &Claims, token: &StateToken) -> Problem {
+    Problem::new(
+        types::NOT_IMPLEMENTED,
+        "Taking payment is not implemented yet; the checkout can be cancelled.",
+    )
+    .in_conversation(claims.cid)
+    .link(
+        CANCEL,
+        app.step_href(Pricing, "/checkouts/cancel", &token.0),
+    )
+}
+
+/// `POST /pricing/checkouts/cancel`: ends the conversation.
+pub async fn cancel(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
+    let claims = app.verify(&token, Expect::step(Pricing, CANCEL)).await?;
+    Ok(Hal::ok(basket::cancelled(&app, &claims)))
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/quotes", post(quote))
+        .route("/checkouts/view", get(view))
+        .route("/checkouts/pay", post(pay))
+        .route("/checkouts/cancel", post(cancel))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quote_adds_one_delivery_fee_per_store() {
+        let request = PriceRequest {
+            items: vec![
+                RequestLine {
+                    sku: "margherita".into(),
+                    qty: 2,
+                },
+                RequestLine {
+                    sku: "tiramisu".into(),
+                    qty: 1,
+                },
+                RequestLine {
+                    sku: "miso-soup".into(),
+                    qty: 1,
+                },
+            ],
+        };
+        let quote = price(&request).unwrap();
+        assert_eq!(quote.delivery_fee, 250 + 350);
+        assert_eq!(quote.total, 2 * 950 + 550 + 390 + 600);
+    }
+}

@@ -1,0 +1,173 @@
+//! Composing the participants into one server, and running it.
+//!
+//! `run(config, listener, shutdown)` takes its listener, so tests bind port 0
+//! and start as many servers as they like in one process (mini-redis does the
+//! same). [`build`] composes: every hosted participant's router under its own
+//! prefix, the entry point and catalog, the JWKS, and the layers every request
+//! goes through — request id, tracing with tokens redacted, catch-panic, the
+//! timeout and the body-size limit — each failing with a problem document.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, StatusCode, header};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::app::{App, AppState};
+use crate::config::Config;
+use crate::conversation::continuation::{self, redact_query};
+use crate::conversation::token;
+use crate::fault::{self, PROBLEM_JSON};
+use crate::hypermedia;
+use crate::messaging::sender::Sender;
+use crate::participants;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Builds the application for `config`, reachable at `public_url`.
+pub fn build(config: Config, public_url: String) -> anyhow::Result<Router> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let mut bases: HashMap<_, _> = config.peers.clone();
+    for &p in &config.participants {
+        bases.insert(p, public_url.clone());
+    }
+    let remote_jwks = config
+        .peers
+        .iter()
+        .filter(|(p, _)| !config.participants.contains(p))
+        .map(|(p, url)| (*p, format!("{url}/.well-known/jwks.json")))
+        .collect();
+    let (minter, trust, jwks) = token::load(
+        &config.data_dir,
+        &config.signing,
+        &config.participants,
+        remote_jwks,
+        config.token_ttl,
+        http.clone(),
+    )?;
+    let sender = Sender::new(http, bases, config.peer_timeout);
+    let (request_timeout, body_limit) = (config.request_timeout, config.body_limit);
+    let state = AppState(Arc::new(App {
+        config,
+        public_url,
+        minter,
+        trust,
+        jwks,
+        sender,
+    }));
+    Ok(participants::router(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(middleware::from_fn(hypermedia::negotiate))
+        .layer(CatchPanicLayer::custom(panic_problem))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            HeaderName::from_static(continuation::HEADER),
+            header::AUTHORIZATION,
+        ]))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<Body>| {
+                let query = req.uri().query().map(redact_query).unwrap_or_default();
+                let request_id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!(
+                    "request",
+                    method = %req.method(),
+                    path = %req.uri().path(),
+                    query = %query,
+                    request_id = %request_id,
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+}
+
+/// Serves until `shutdown` completes, then drains in-flight requests.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let address = listener.local_addr()?;
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"));
+    let app = build(config, public_url)?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Turns any error response that is not already a problem document (the
+/// router's 404 and 405, the body limit's 413, the timeout's 503) into one.
+async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let mut problem = fault::for_status(status).into_response();
+    if let Some(allow) = response.headers().get(header::ALLOW) {
+        problem.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    problem
+}
+
+fn panic_problem(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a handler panicked");
+    fault::Problem::new(
+        fault::types::INTERNAL,
+        "An unexpected error occurred. It has been logged; the request id identifies it.",
+    )
+    .into_response()
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

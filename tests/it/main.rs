@@ -1,0 +1,4 @@
+//! Integration tests: one binary, real servers on port 0, real HTTP.
+
+mod basket;
+mod support;

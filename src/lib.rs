@@ -28,6 +28,7 @@ pub mod fault;
 pub mod hypermedia;
 pub mod ids;
 pub mod messaging;
+pub mod openapi;
 pub mod participant;
 pub mod participants;
 pub mod server;

@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Serve the participants (all of them on one port by default).
     Serve(ServeArgs),
+    /// Print the OpenAPI document (what `openapi/openapi.json` holds).
+    Openapi,
     /// Manage the participants' signing keys.
     Keys {
         #[command(subcommand)]
@@ -70,6 +72,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
         Command::Keys { command } => keys(command),
+        Command::Openapi => {
+            print!("{}", conversant::openapi::to_pretty_json());
+            Ok(())
+        }
     }
 }
 

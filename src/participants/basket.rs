@@ -8,12 +8,12 @@
 //! query-result request to pricing, whose priced basket (and pricing's own
 //! token, which passes control to pricing) becomes the client's response.
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::menu::{ITEMS, item_by_sku};
 use crate::app::{App, AppState};
@@ -211,6 +211,14 @@ fn mint_basket(app: &App, next: Next, basket: &BasketState) -> Result<Minted, Pr
 }
 
 /// `POST /basket/checkouts` (`start-checkout`): an empty basket, in a new conversation.
+#[utoipa::path(
+    post, path = "/checkouts", tag = "basket", operation_id = "start_checkout",
+    summary = "Start a checkout: an empty basket in a new conversation",
+    responses(
+        (status = 201, description = "The empty basket; its links carry its token", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+
+    )
+)]
 pub async fn start_checkout(State(app): State<AppState>) -> Result<Response, Problem> {
     let basket = BasketState::default();
     let minted = mint_basket(&app, Next::start(Pattern::TurnTaking, START), &basket)?;
@@ -224,6 +232,16 @@ pub async fn start_checkout(State(app): State<AppState>) -> Result<Response, Pro
 }
 
 /// `GET /basket/checkouts/view`: the basket as the token holds it (no new signature).
+#[utoipa::path(
+    get, path = "/checkouts/view", tag = "basket", operation_id = "view_basket",
+    summary = "The basket as its token holds it",
+    security(("state_query" = []), ("state_header" = [])),
+    responses(
+        (status = 200, description = "The basket", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Basket, VIEW)).await?;
     let basket = BasketState::from_claims(&claims)?;
@@ -235,6 +253,19 @@ pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal,
 }
 
 /// `POST /basket/checkouts/add-item`.
+#[utoipa::path(
+    post, path = "/checkouts/add-item", tag = "basket", operation_id = "add_item",
+    summary = "Add an item (sku, quantity 1-99)",
+    security(("state_query" = []), ("state_header" = [])),
+    request_body(content((crate::openapi::AddItemInput = "application/json"), (crate::openapi::AddItemInput = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The basket with the item, under a new token", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown sku or quantity out of range", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn add_item(
     State(app): State<AppState>,
     token: StateToken,
@@ -250,6 +281,19 @@ pub async fn add_item(
 }
 
 /// `POST /basket/checkouts/remove-item`.
+#[utoipa::path(
+    post, path = "/checkouts/remove-item", tag = "basket", operation_id = "remove_item",
+    summary = "Remove an item, or some of it",
+    security(("state_query" = []), ("state_header" = [])),
+    request_body(content((crate::openapi::RemoveItemInput = "application/json"), (crate::openapi::RemoveItemInput = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "The basket without the item, under a new token", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported media type", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Not in the basket, or quantity out of range", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn remove_item(
     State(app): State<AppState>,
     token: StateToken,
@@ -268,6 +312,17 @@ pub async fn remove_item(
 
 /// `POST /basket/checkouts/checkout`: asks pricing to price the basket
 /// (In-Out, query-result) and answers with pricing's priced basket.
+#[utoipa::path(
+    post, path = "/checkouts/checkout", tag = "basket", operation_id = "checkout",
+    summary = "Check out: basket asks pricing to price the basket (In-Out, query-result)",
+    security(("state_query" = []), ("state_header" = [])),
+    responses(
+        (status = 200, description = "The priced basket under pricing's token, with pay and cancel links", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 502, description = "Pricing could not be reached or refused", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 504, description = "Pricing did not answer in time", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn checkout(State(app): State<AppState>, token: StateToken) -> Result<Response, Problem> {
     let claims = app.verify(&token, Expect::step(Basket, CHECKOUT)).await?;
     let request = app.mint(
@@ -287,6 +342,16 @@ pub async fn checkout(State(app): State<AppState>, token: StateToken) -> Result<
 }
 
 /// `POST /basket/checkouts/cancel`: ends the conversation.
+#[utoipa::path(
+    post, path = "/checkouts/cancel", tag = "basket", operation_id = "cancel_basket",
+    summary = "Cancel the checkout",
+    security(("state_query" = []), ("state_header" = [])),
+    responses(
+        (status = 200, description = "The conversation has ended", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn cancel(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Basket, CANCEL)).await?;
     Ok(Hal::ok(cancelled(&app, &claims)))
@@ -314,14 +379,14 @@ fn repair_links(app: &App, problem: Problem, claims: &Claims, token: &StateToken
         .link("menu", app.href(Participant::Stores, "/menu"))
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/checkouts", post(start_checkout))
-        .route("/checkouts/view", get(view))
-        .route("/checkouts/add-item", post(add_item))
-        .route("/checkouts/remove-item", post(remove_item))
-        .route("/checkouts/checkout", post(checkout))
-        .route("/checkouts/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_checkout))
+        .routes(routes!(view))
+        .routes(routes!(add_item))
+        .routes(routes!(remove_item))
+        .routes(routes!(checkout))
+        .routes(routes!(cancel))
 }
 
 #[cfg(test)]

@@ -12,26 +12,35 @@ pub mod pricing;
 pub mod stores;
 
 use axum::Router;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::fault;
 use crate::participant::Participant;
 
-/// The whole application's routes for the participants `app` hosts.
-pub fn router(app: AppState) -> Router {
+/// The documented routes of the catalog and of the given participants.
+pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
     let mut router = catalog::router();
-    for &participant in &app.config.participants {
+    for &participant in hosted {
         let routes = match participant {
             Participant::Basket => basket::router(),
             Participant::Pricing => pricing::router(),
             Participant::Stores => stores::router(),
-            _ => Router::new(),
-        }
-        .route("/", get(catalog::participant_index(participant)));
+            _ => continue,
+        };
         router = router.nest(&format!("/{participant}"), routes);
     }
     router
+}
+
+/// The whole application's routes for the participants `app` hosts.
+pub fn router(app: AppState) -> Router {
+    let (router, _) = api_router(&app.config.participants).split_for_parts();
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(|| async { axum::Json(crate::openapi::document()) }),
+        )
         .fallback(|| async { fault::for_status(http::StatusCode::NOT_FOUND) })
         .with_state(app)
 }

@@ -6,10 +6,10 @@
 //! elsewhere), answers with the priced basket under its own signature, and
 //! from then on the checkout's links point here: `pay` and `cancel`.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::basket;
 use super::menu::{self, CURRENCY};
@@ -117,6 +117,16 @@ fn render(app: &App, minted: &Minted) -> Resource {
 }
 
 /// `POST /pricing/quotes` (`price`): the query-result exchange with basket.
+#[utoipa::path(
+    post, path = "/quotes", tag = "pricing", operation_id = "price",
+    summary = "Price a basket (query-result; basket is the requestor, its token in Conversation-State)",
+    security(("state_query" = []), ("state_header" = [])),
+    responses(
+        (status = 200, description = "The priced basket under pricing's token", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 422, description = "An item is not on the menu", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn quote(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app
         .verify(&token, Expect::step(Pricing, PRICE).from(&[Basket]))
@@ -140,6 +150,16 @@ pub async fn quote(State(app): State<AppState>, token: StateToken) -> Result<Hal
 }
 
 /// `GET /pricing/checkouts/view`: the priced basket again (no new signature).
+#[utoipa::path(
+    get, path = "/checkouts/view", tag = "pricing", operation_id = "view_quote",
+    summary = "The priced basket as its token holds it",
+    security(("state_query" = []), ("state_header" = [])),
+    responses(
+        (status = 200, description = "The priced basket", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, VIEW)).await?;
     Ok(Hal::ok(render(
@@ -153,6 +173,17 @@ pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal,
 
 /// `POST /pricing/checkouts/pay`: command-acknowledgement with payments
 /// (the next issue); a clear 501 until then.
+#[utoipa::path(
+    post, path = "/checkouts/pay", tag = "pricing", operation_id = "pay",
+    summary = "Pay for the order",
+    security(("state_query" = []), ("state_header" = [])),
+    request_body(content((crate::openapi::PayInput = "application/json"), (crate::openapi::PayInput = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 501, description = "Not implemented yet", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn pay(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, PAY)).await?;
     Err(not_yet(&app, &claims, &token))
@@ -171,17 +202,27 @@ fn not_yet(app: &App, claims: &Claims, token: &StateToken) -> Problem {
 }
 
 /// `POST /pricing/checkouts/cancel`: ends the conversation.
+#[utoipa::path(
+    post, path = "/checkouts/cancel", tag = "pricing", operation_id = "cancel_quote",
+    summary = "Cancel the checkout",
+    security(("state_query" = []), ("state_header" = [])),
+    responses(
+        (status = 200, description = "The conversation has ended", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 pub async fn cancel(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, CANCEL)).await?;
     Ok(Hal::ok(basket::cancelled(&app, &claims)))
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/quotes", post(quote))
-        .route("/checkouts/view", get(view))
-        .route("/checkouts/pay", post(pay))
-        .route("/checkouts/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(quote))
+        .routes(routes!(view))
+        .routes(routes!(pay))
+        .routes(routes!(cancel))
 }
 
 #[cfg(test)]

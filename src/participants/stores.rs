@@ -3,15 +3,20 @@
 //! For now it serves the menu the basket links to; the Robust Out-Only
 //! pattern (store updates published to search) builds on it later.
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::menu::{ITEMS, STORES};
 use crate::app::AppState;
 use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant;
 
+#[utoipa::path(
+    get, path = "/menu", tag = "stores", operation_id = "menu",
+    summary = "Every store and what it sells (prices in minor units)",
+    responses((status = 200, description = "The menu", body = crate::openapi::HalDocument, content_type = "application/hal+json"))
+)]
 /// `GET /stores/menu`: every store and what it sells.
 pub async fn menu(State(app): State<AppState>) -> Hal {
     let stores = STORES
@@ -37,6 +42,6 @@ pub async fn menu(State(app): State<AppState>) -> Hal {
     )
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/menu", get(menu))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(menu))
 }

@@ -1,4 +1,5 @@
 //! Integration tests: one binary, real servers on port 0, real HTTP.
 
 mod basket;
+mod openapi;
 mod support;

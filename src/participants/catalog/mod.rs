@@ -7,11 +7,11 @@
 pub mod patterns;
 
 use axum::Json;
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::patterns::{PATTERNS, Status};
 use crate::app::{App, AppState};
@@ -21,6 +21,13 @@ use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant;
 use crate::participants::basket::{self, BasketState, Line};
 
+#[utoipa::path(
+    get, path = "/", tag = "catalog", operation_id = "root",
+    summary = "The entry point: links to start every conversation",
+    responses(
+        (status = 200, description = "The entry point", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+    )
+)]
 /// `GET /`: the entry point.
 pub async fn root(State(app): State<AppState>) -> Hal {
     let mut resource = Resource::new()
@@ -67,6 +74,13 @@ fn pattern_resource(app: &App, p: &patterns::PatternInfo) -> Resource {
     resource
 }
 
+#[utoipa::path(
+    get, path = "/patterns", tag = "catalog", operation_id = "list_patterns",
+    summary = "The pattern catalog: every pattern of the talk, with its status",
+    responses(
+        (status = 200, description = "The catalog", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+    )
+)]
 /// `GET /patterns`: every pattern of the talk.
 pub async fn list_patterns(State(app): State<AppState>) -> Hal {
     let items = PATTERNS.iter().map(|p| pattern_resource(&app, p)).collect();
@@ -86,6 +100,14 @@ pub async fn list_patterns(State(app): State<AppState>) -> Hal {
     )
 }
 
+#[utoipa::path(
+    get, path = "/patterns/{slug}", tag = "catalog", operation_id = "pattern",
+    summary = "One pattern",
+    responses(
+        (status = 200, description = "The pattern", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such pattern", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /patterns/{slug}`.
 pub async fn pattern(
     State(app): State<AppState>,
@@ -103,6 +125,16 @@ fn unknown_pattern(app: &App, slug: &str) -> Problem {
     .link("patterns", app.root_href("/patterns"))
 }
 
+#[utoipa::path(
+    post, path = "/patterns/{slug}/try", tag = "catalog", operation_id = "try_pattern",
+    summary = "Start an example of an available pattern (empty body)",
+    responses(
+        (status = 200, description = "The example's first response", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 201, description = "The example's first response, a new conversation", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such pattern", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 501, description = "The pattern is planned, not available yet", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 /// `POST /patterns/{slug}/try`: starts an example of an available pattern.
 pub async fn try_pattern(
     State(app): State<AppState>,
@@ -165,6 +197,13 @@ fn sample_basket(app: &App) -> Result<(crate::conversation::token::Minted, Baske
     Ok((minted, basket))
 }
 
+#[utoipa::path(
+    get, path = "/problems", tag = "catalog", operation_id = "list_problems",
+    summary = "Every problem type",
+    responses(
+        (status = 200, description = "The problem types", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+    )
+)]
 /// `GET /problems`: every fault type, so a `type` URI always resolves.
 pub async fn list_problems(State(app): State<AppState>) -> Hal {
     let items = types::ALL
@@ -186,6 +225,14 @@ fn problem_resource(app: &App, t: &crate::fault::ProblemType) -> Resource {
         .link("self", app.root_href(&format!("/problems/{}", t.slug)))
 }
 
+#[utoipa::path(
+    get, path = "/problems/{slug}", tag = "catalog", operation_id = "problem",
+    summary = "One problem type",
+    responses(
+        (status = 200, description = "The problem type", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such problem type", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /problems/{slug}`.
 pub async fn problem(
     State(app): State<AppState>,
@@ -203,6 +250,13 @@ pub async fn problem(
         })
 }
 
+#[utoipa::path(
+    get, path = "/.well-known/jwks.json", tag = "catalog", operation_id = "jwks",
+    summary = "The public keys of every participant hosted here (RFC 7517)",
+    responses(
+        (status = 200, description = "A JWK set", body = Object, content_type = "application/json"),
+    )
+)]
 /// `GET /.well-known/jwks.json`: the public keys of every hosted participant.
 pub async fn jwks(State(app): State<AppState>) -> Response {
     (
@@ -212,30 +266,54 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get, path = "/{participant}", tag = "catalog", operation_id = "participant",
+    summary = "What a participant does",
+    responses(
+        (status = 200, description = "The participant", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such participant here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
 /// `GET /{participant}`: what a participant does, and where to start with it.
-pub fn participant_index(
-    participant: Participant,
-) -> impl Fn(State<AppState>) -> std::future::Ready<Hal> + Clone {
-    move |State(app): State<AppState>| {
-        std::future::ready(Hal::ok(
-            Resource::new()
-                .field("participant", participant)
-                .field("role", participant.role())
-                .link("self", app.href(participant, ""))
-                .link("start", app.root_href("/"))
-                .link("jwks", app.root_href("/.well-known/jwks.json")),
-        ))
-    }
+pub async fn participant_index(
+    State(app): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Hal, Problem> {
+    let participant = name
+        .parse::<Participant>()
+        .ok()
+        .filter(|p| app.hosts(*p))
+        .ok_or_else(|| crate::fault::for_status(http::StatusCode::NOT_FOUND))?;
+    Ok(Hal::ok(
+        Resource::new()
+            .field("participant", participant)
+            .field("role", participant.role())
+            .link("self", app.href(participant, ""))
+            .link("start", app.root_href("/"))
+            .link("jwks", app.root_href("/.well-known/jwks.json")),
+    ))
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(root))
-        .route("/patterns", get(list_patterns))
-        .route("/patterns/{slug}", get(pattern))
-        .route("/patterns/{slug}/try", post(try_pattern))
-        .route("/problems", get(list_problems))
-        .route("/problems/{slug}", get(problem))
-        .route("/.well-known/jwks.json", get(jwks))
-        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+#[utoipa::path(
+    get, path = "/health", tag = "catalog", operation_id = "health",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "The server is up", body = Object, content_type = "application/json"),
+    )
+)]
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(root))
+        .routes(routes!(participant_index))
+        .routes(routes!(list_patterns))
+        .routes(routes!(pattern))
+        .routes(routes!(try_pattern))
+        .routes(routes!(list_problems))
+        .routes(routes!(problem))
+        .routes(routes!(jwks))
+        .routes(routes!(health))
 }

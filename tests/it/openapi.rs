@@ -1,0 +1,51 @@
+//! `openapi/openapi.json` is generated from the code: this test fails when
+//! the committed file drifts. Regenerate with
+//! `UPDATE_OPENAPI=1 cargo test --test it openapi` (or `conversant openapi`).
+
+use crate::support::spawn_app;
+
+const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
+
+#[test]
+fn the_committed_openapi_document_matches_the_code() {
+    let generated = conversant::openapi::to_pretty_json();
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::create_dir_all(std::path::Path::new(COMMITTED).parent().unwrap()).unwrap();
+        std::fs::write(COMMITTED, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(COMMITTED).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "openapi/openapi.json has drifted from the code; run `UPDATE_OPENAPI=1 cargo test --test it openapi` and commit the result"
+    );
+}
+
+#[test]
+fn the_document_is_openapi_3_1_and_documents_every_step() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&conversant::openapi::to_pretty_json()).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/",
+        "/patterns",
+        "/basket/checkouts",
+        "/basket/checkouts/add-item",
+        "/basket/checkouts/checkout",
+        "/pricing/quotes",
+        "/pricing/checkouts/pay",
+        "/.well-known/jwks.json",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} is not documented");
+    }
+}
+
+#[tokio::test]
+async fn the_server_serves_the_same_document() {
+    let app = spawn_app().await;
+    let served = app.get("/openapi.json").await;
+    assert_eq!(served.status, 200);
+    let generated: serde_json::Value =
+        serde_json::from_str(&conversant::openapi::to_pretty_json()).unwrap();
+    assert_eq!(served.body, generated);
+}

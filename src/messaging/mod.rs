@@ -4,4 +4,7 @@
 //! quick start (one port) and a split deployment run the very same code
 //! paths. [`sender`] is the requestor's side of every exchange.
 
+pub mod callbacks;
+// pub mod journal; (enabled with the store)
 pub mod sender;
+pub mod webhooks;

@@ -8,6 +8,7 @@
 pub mod basket;
 pub mod catalog;
 pub mod menu;
+pub mod payments;
 pub mod pricing;
 pub mod stores;
 

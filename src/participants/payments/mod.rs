@@ -1,0 +1,2 @@
+//! Payments: takes and refunds payments.
+pub mod cards;

@@ -11,8 +11,16 @@ use crate::config::Config;
 use crate::conversation::token::{Jwks, Minted};
 use crate::conversation::{Claims, Expect, Minter, Next, StateToken, TrustStore};
 use crate::fault::Problem;
+use crate::ids::{ConversationId, MessageId};
+use crate::messaging::callbacks::CallbackPolicy;
+use crate::messaging::journal::Journal;
+use crate::messaging::outbox::Relay;
 use crate::messaging::sender::Sender;
 use crate::participant::Participant;
+use crate::store::{JournalEntry, MessageKind, Store, now_ms};
+
+/// Steps that only read: verifying their token is not a message to journal.
+const READ_STEPS: &[&str] = &["view"];
 
 /// The handle handlers receive.
 #[derive(Clone)]
@@ -33,6 +41,10 @@ pub struct App {
     pub trust: TrustStore,
     pub jwks: Jwks,
     pub sender: Sender,
+    pub store: Store,
+    pub journal: Journal,
+    pub relay: Relay,
+    pub callbacks: CallbackPolicy,
 }
 
 impl App {
@@ -65,16 +77,103 @@ impl App {
         format!("{}{path}", self.public_url)
     }
 
-    /// Verifies the request's token for a step.
+    /// Verifies the request's token for a step, and journals it as received
+    /// when another participant sent it.
     pub async fn verify(&self, token: &StateToken, expect: Expect<'_>) -> Result<Claims, Problem> {
-        self.trust.verify(&token.0, expect).await.map_err(|e| {
+        let claims = self.trust.verify(&token.0, expect).await.map_err(|e| {
             let start = self.root_href("/");
             Problem::from(e).link("start", start)
-        })
+        })?;
+        if claims.iss != expect.participant.as_str() && !READ_STEPS.contains(&expect.step) {
+            self.journal.record(JournalEntry {
+                participant: expect.participant.as_str().to_owned(),
+                conversation_id: claims.cid.to_string(),
+                message_id: claims.jti.to_string(),
+                causation_id: None,
+                from_participant: claims.iss.clone(),
+                to_participant: expect.participant.as_str().to_owned(),
+                pattern: pattern_name(&claims),
+                kind: MessageKind::Request,
+                step: expect.step.to_owned(),
+                chain: claims.chn.clone(),
+                status: "received".to_owned(),
+                at: now_ms(),
+            });
+        }
+        Ok(claims)
     }
 
-    /// Signs the next message of a conversation.
+    /// Signs the next message of a conversation, and journals it as sent.
     pub fn mint(&self, iss: Participant, next: Next) -> Result<Minted, Problem> {
-        self.minter.mint(iss, next).map_err(Problem::internal)
+        let to_client = next.aud == [iss];
+        let to = if to_client {
+            "client".to_owned()
+        } else {
+            next.aud
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let kind = next.kind.unwrap_or(if to_client {
+            MessageKind::Reply
+        } else {
+            MessageKind::Request
+        });
+        let (causation, step) = (next.causation, next.step.clone());
+        let minted = self.minter.mint(iss, next).map_err(Problem::internal)?;
+        self.journal.record(JournalEntry {
+            participant: iss.as_str().to_owned(),
+            conversation_id: minted.claims.cid.to_string(),
+            message_id: minted.claims.jti.to_string(),
+            causation_id: causation.map(|c| c.to_string()),
+            from_participant: iss.as_str().to_owned(),
+            to_participant: to,
+            pattern: pattern_name(&minted.claims),
+            kind,
+            step,
+            chain: minted.claims.chn.clone(),
+            status: "sent".to_owned(),
+            at: now_ms(),
+        });
+        Ok(minted)
     }
+
+    /// Journals a message that carries no token of its own: a fault a
+    /// participant sent or received, an event it published.
+    pub fn journal_note(&self, at: Participant, kind: MessageKind, fault: Note<'_>) {
+        self.journal.record(JournalEntry {
+            participant: at.as_str().to_owned(),
+            conversation_id: fault.conversation.to_string(),
+            message_id: MessageId::new().to_string(),
+            causation_id: fault.causation.map(|c| c.to_string()),
+            from_participant: fault.from.to_owned(),
+            to_participant: fault.to.to_owned(),
+            pattern: fault.pattern.to_owned(),
+            kind,
+            step: fault.step.to_owned(),
+            chain: String::new(),
+            status: fault.status.to_owned(),
+            at: now_ms(),
+        });
+    }
+}
+
+/// A message without a token of its own, as journaled.
+pub struct Note<'a> {
+    pub conversation: ConversationId,
+    pub causation: Option<MessageId>,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub pattern: &'a str,
+    pub step: &'a str,
+    /// What happened: the problem type's slug for a fault, `published` for an event.
+    pub status: &'a str,
+}
+
+fn pattern_name(claims: &Claims) -> String {
+    serde_json::to_value(claims.pat)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::conversation::Signing;
 use crate::conversation::keys::MIN_HS256_SECRET;
+use crate::messaging::outbox::RetrySchedule;
 use crate::participant::Participant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -63,6 +64,40 @@ pub struct ServeArgs {
     /// The largest request body accepted, in bytes.
     #[arg(long, env = "CONVERSANT_BODY_LIMIT", default_value_t = 64 * 1024)]
     pub body_limit: usize,
+    /// The database: `postgres://...`, or an SQLite file (default: {data-dir}/conversant.db).
+    #[arg(long, env = "CONVERSANT_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Where a requestor keeps the pending state of an asynchronous exchange:
+    /// in its continuation token (stateless) or in its store (stateful).
+    #[arg(
+        long,
+        env = "CONVERSANT_REQUESTOR_STATE",
+        value_enum,
+        default_value = "token"
+    )]
+    pub requestor_state: RequestorState,
+    /// Hosts (host or host:port) callbacks may go to, beside the known participants.
+    #[arg(long, env = "CONVERSANT_CALLBACK_ALLOW", value_delimiter = ',')]
+    pub callback_allow: Vec<String>,
+    /// Delays between outbox delivery attempts (e.g. 1s,5s,30s,2m,10m).
+    #[arg(
+        long,
+        env = "CONVERSANT_RETRY_SCHEDULE",
+        default_value = "1s,5s,30s,2m,10m"
+    )]
+    pub retry_schedule: String,
+    /// How long the slow test card keeps payments busy, in milliseconds.
+    #[arg(long, env = "CONVERSANT_SLOW_CARD_MS", default_value_t = 7000)]
+    pub slow_card_ms: u64,
+}
+
+/// Where a requestor keeps the pending state of an asynchronous exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RequestorState {
+    /// In the signed continuation it sends as Reply-To (stateless requestor).
+    Token,
+    /// In its store, keyed by a correlation id the Reply-To carries (stateful requestor).
+    Store,
 }
 
 /// The resolved configuration.
@@ -78,6 +113,16 @@ pub struct Config {
     pub request_timeout: Duration,
     pub peer_timeout: Duration,
     pub body_limit: usize,
+    /// `None`: the SQLite file in the data directory.
+    pub database_url: Option<String>,
+    pub requestor_state: RequestorState,
+    pub callback_allow: Vec<String>,
+    pub retry_schedule: RetrySchedule,
+    /// How often the relay looks for due messages when nothing woke it.
+    pub relay_poll: Duration,
+    pub slow_card_delay: Duration,
+    /// What payments tells clients to wait when the processor is unavailable.
+    pub processor_retry_after: Duration,
 }
 
 impl Config {
@@ -93,7 +138,24 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             peer_timeout: Duration::from_secs(5),
             body_limit: 64 * 1024,
+            database_url: None,
+            requestor_state: RequestorState::Token,
+            callback_allow: Vec::new(),
+            retry_schedule: RetrySchedule::default(),
+            relay_poll: Duration::from_millis(500),
+            slow_card_delay: Duration::from_secs(7),
+            processor_retry_after: Duration::from_secs(2),
         }
+    }
+
+    /// The database URL: the configured one, or the SQLite file in the data directory.
+    pub fn database(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("conversant.db").display()
+            )
+        })
     }
 
     pub fn from_args(args: ServeArgs) -> anyhow::Result<Self> {
@@ -139,6 +201,14 @@ impl Config {
             request_timeout: Duration::from_secs(args.request_timeout),
             peer_timeout: Duration::from_millis(args.peer_timeout_ms),
             body_limit: args.body_limit,
+            database_url: args.database_url,
+            requestor_state: args.requestor_state,
+            callback_allow: args.callback_allow,
+            retry_schedule: RetrySchedule::parse(&args.retry_schedule)
+                .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?,
+            relay_poll: Duration::from_millis(500),
+            slow_card_delay: Duration::from_millis(args.slow_card_ms),
+            processor_retry_after: Duration::from_secs(2),
         })
     }
 }

@@ -75,6 +75,16 @@ pub mod types {
         TIMEOUT = ("timeout", SERVICE_UNAVAILABLE, "The request took too long");
         INTERNAL = ("internal-error", INTERNAL_SERVER_ERROR, "Something went wrong on our side");
         UNKNOWN_PATTERN = ("unknown-pattern", NOT_FOUND, "No such pattern in the catalog");
+        INVALID_CARD = ("invalid-card", UNPROCESSABLE_ENTITY, "The card number is not valid");
+        CARD_DECLINED = ("card-declined", PAYMENT_REQUIRED, "The card was declined");
+        INSUFFICIENT_FUNDS = ("insufficient-funds", PAYMENT_REQUIRED, "The card has insufficient funds");
+        PROCESSOR_UNAVAILABLE = ("processor-unavailable", SERVICE_UNAVAILABLE, "The card processor is unavailable");
+        MISSING_REPLY_TO = ("missing-reply-to", BAD_REQUEST, "An asynchronous request needs a Reply-To continuation");
+        CALLBACK_NOT_ALLOWED = ("callback-not-allowed", UNPROCESSABLE_ENTITY, "The callback URL is not allowed");
+        UNKNOWN_EVENT_TYPE = ("unknown-event-type", UNPROCESSABLE_ENTITY, "No such event type");
+        UNKNOWN_CONTINUATION = ("unknown-continuation", NOT_FOUND, "No conversation is waiting for this reply");
+        LATE_REPLY = ("late-reply", GONE, "The reply came after the deadline");
+        NOT_YET = ("not-yet", NOT_FOUND, "Not there yet");
     }
 }
 
@@ -134,8 +144,12 @@ impl Problem {
         self
     }
 
+    /// Sets `Retry-After`, mirrored as a `retry_after` member so it survives relaying.
     pub fn retry_after(mut self, seconds: u64) -> Self {
         self.0.retry_after = Some(seconds);
+        self.0
+            .extensions
+            .insert("retry_after".into(), json!(seconds));
         self
     }
 
@@ -211,6 +225,39 @@ impl From<TokenError> for Problem {
         };
         debug_assert_eq!(kind.status == StatusCode::FORBIDDEN, e.is_forbidden());
         Problem::new(kind, e.to_string())
+    }
+}
+
+/// A store error as a problem: `NotFound` is a 404 naming `what`; anything
+/// else is internal (logged, never shown).
+pub fn from_store(e: crate::store::StoreError, what: &str) -> Problem {
+    match e {
+        crate::store::StoreError::NotFound => {
+            Problem::new(types::NOT_FOUND, format!("There is no such {what}."))
+        }
+        other => Problem::internal(other),
+    }
+}
+
+/// A provider's problem document, taken over by its requestor: the same
+/// type when it is one of ours (fault replaces message), otherwise a 502.
+pub fn from_peer(body: &Value, from: crate::participant::Participant) -> Problem {
+    let slug = body["type"]
+        .as_str()
+        .and_then(|t| t.strip_prefix("/problems/"));
+    match slug.and_then(|slug| types::ALL.iter().find(|t| t.slug == slug)) {
+        Some(kind) if !kind.status.is_server_error() || *kind == types::PROCESSOR_UNAVAILABLE => {
+            let detail = body["detail"].as_str().unwrap_or(kind.title);
+            let mut problem = Problem::new(*kind, detail);
+            if let Some(seconds) = body["retry_after"].as_u64() {
+                problem = problem.retry_after(seconds);
+            }
+            problem
+        }
+        _ => Problem::new(
+            types::PEER_UNAVAILABLE,
+            format!("{from} could not complete the step."),
+        ),
     }
 }
 

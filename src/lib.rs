@@ -32,3 +32,4 @@ pub mod openapi;
 pub mod participant;
 pub mod participants;
 pub mod server;
+pub mod store;

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the participants (all of them on one port by default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document (what `openapi/openapi.json` holds).
     Openapi,
     /// Manage the participants' signing keys.
@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Keys { command } => keys(command),
         Command::Openapi => {
             print!("{}", conversant::openapi::to_pretty_json());

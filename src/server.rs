@@ -32,13 +32,17 @@ use crate::conversation::continuation::{self, redact_query};
 use crate::conversation::token;
 use crate::fault::{self, PROBLEM_JSON};
 use crate::hypermedia;
+use crate::messaging::callbacks::CallbackPolicy;
+use crate::messaging::journal::Journal;
+use crate::messaging::outbox::Relay;
 use crate::messaging::sender::Sender;
 use crate::participants;
+use crate::store::Store;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the application for `config`, reachable at `public_url`.
-pub fn build(config: Config, public_url: String) -> anyhow::Result<Router> {
+pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(64)
@@ -61,6 +65,21 @@ pub fn build(config: Config, public_url: String) -> anyhow::Result<Router> {
         config.token_ttl,
         http.clone(),
     )?;
+    let store = Store::connect(&config.database())
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+    let journal = Journal::start(store.clone());
+    let relay = Relay::start(
+        store.clone(),
+        http.clone(),
+        config.retry_schedule.clone(),
+        config.relay_poll,
+        config.peer_timeout,
+    );
+    let known: Vec<&str> = std::iter::once(public_url.as_str())
+        .chain(config.peers.values().map(String::as_str))
+        .collect();
+    let callbacks = CallbackPolicy::new(config.callback_allow.iter().map(String::as_str), known);
     let sender = Sender::new(http, bases, config.peer_timeout);
     let (request_timeout, body_limit) = (config.request_timeout, config.body_limit);
     let state = AppState(Arc::new(App {
@@ -70,6 +89,10 @@ pub fn build(config: Config, public_url: String) -> anyhow::Result<Router> {
         trust,
         jwks,
         sender,
+        store,
+        journal,
+        relay,
+        callbacks,
     }));
     Ok(participants::router(state)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -119,7 +142,7 @@ pub async fn run(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{address}"));
-    let app = build(config, public_url)?;
+    let app = build(config, public_url).await?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

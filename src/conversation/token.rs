@@ -32,6 +32,7 @@ use super::claims::{Claims, Pattern};
 use super::keys::{KeyError, KeyRing, LiveKey, Signing, public_jwk, unix_now};
 use crate::ids::{ConversationId, MessageId};
 use crate::participant::Participant;
+use crate::store::MessageKind;
 
 /// The JWS `typ` of a conversation-state token.
 pub const TYP: &str = "conv+jwt";
@@ -125,6 +126,14 @@ pub struct Next {
     pub nxt: Vec<String>,
     pub st: Value,
     pub slip: Option<Value>,
+    /// The message this one answers or follows (for the journal).
+    pub causation: Option<MessageId>,
+    /// What the message is in its exchange, when not the default (a request
+    /// to another participant, or a reply to the client).
+    pub kind: Option<MessageKind>,
+    /// A lifetime other than the minter's default (durable messages that a
+    /// relay may deliver late live longer).
+    pub ttl: Option<Duration>,
 }
 
 impl Next {
@@ -140,6 +149,9 @@ impl Next {
             nxt: Vec::new(),
             st: Value::Null,
             slip: None,
+            causation: None,
+            kind: None,
+            ttl: None,
         }
     }
 
@@ -155,6 +167,9 @@ impl Next {
             nxt: Vec::new(),
             st: prev.st.clone(),
             slip: prev.slip.clone(),
+            causation: Some(prev.jti),
+            kind: None,
+            ttl: None,
         }
     }
 
@@ -172,6 +187,16 @@ impl Next {
 
     pub fn state(mut self, st: Value) -> Self {
         self.st = st;
+        self
+    }
+
+    pub fn kind(mut self, kind: MessageKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
         self
     }
 }
@@ -219,7 +244,7 @@ impl Minter {
             aud: next.aud.iter().map(|p| p.as_str().to_owned()).collect(),
             iat: now,
             nbf: now,
-            exp: now + self.ttl.as_secs() as i64,
+            exp: now + next.ttl.unwrap_or(self.ttl).as_secs() as i64,
             jti,
             cid: next.cid,
             pat: next.pat,

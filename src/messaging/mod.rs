@@ -5,6 +5,8 @@
 //! paths. [`sender`] is the requestor's side of every exchange.
 
 pub mod callbacks;
-// pub mod journal; (enabled with the store)
+pub mod exchange;
+pub mod journal;
+pub mod outbox;
 pub mod sender;
 pub mod webhooks;

@@ -17,12 +17,14 @@ use crate::conversation::continuation::HEADER;
 use crate::fault::{Problem, types};
 use crate::participant::Participant;
 
-/// The reply to a message: status, body and the `Link` header.
+/// The reply to a message: status, body, the `Link` header, and the
+/// provider's token when it signed its reply (`Conversation-State`).
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
     pub link: Option<String>,
+    pub state: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,29 +88,77 @@ impl Sender {
         token: &str,
         body: Option<&Value>,
     ) -> Result<Reply, SendError> {
+        self.send_with(to, path, token, body, &[]).await
+    }
+
+    /// [`Sender::send`] with extra headers (`Prefer`, `Reply-To`...).
+    pub async fn send_with(
+        &self,
+        to: Participant,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, SendError> {
         let url = self.url(to, path)?;
+        self.post(to, &url, Some(token), body, headers).await
+    }
+
+    /// Follows a link as a client would: POSTs `url` (its token, if any, is
+    /// in the URL). `to` names the participant for errors.
+    pub async fn follow(
+        &self,
+        to: Participant,
+        url: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, SendError> {
+        self.post(to, url, None, body, headers).await
+    }
+
+    async fn post(
+        &self,
+        to: Participant,
+        url: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply, SendError> {
         let mut request = self
             .http
-            .post(&url)
-            .header(HEADER, token)
+            .post(url)
             .header(
                 http::header::ACCEPT,
                 "application/hal+json, application/problem+json",
             )
             .timeout(self.timeout);
+        if let Some(token) = token {
+            request = request.header(HEADER, token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| self.classify(to, e))?;
         let status = response.status();
-        let link = response
-            .headers()
-            .get(http::header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v: &http::HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (link, state) = (header(http::header::LINK.as_str()), header(HEADER));
         let bytes = response.bytes().await.map_err(|e| self.classify(to, e))?;
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Ok(Reply { status, body, link })
+        Ok(Reply {
+            status,
+            body,
+            link,
+            state,
+        })
     }
 
     fn classify(&self, to: Participant, e: reqwest::Error) -> SendError {

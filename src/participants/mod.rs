@@ -8,6 +8,7 @@
 pub mod basket;
 pub mod catalog;
 pub mod menu;
+pub mod orders;
 pub mod payments;
 pub mod pricing;
 pub mod stores;
@@ -27,6 +28,8 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Basket => basket::router(),
             Participant::Pricing => pricing::router(),
             Participant::Stores => stores::router(),
+            Participant::Payments => payments::router(),
+            Participant::Orders => orders::router(),
             _ => continue,
         };
         router = router.nest(&format!("/{participant}"), routes);

@@ -4,6 +4,7 @@
 //! Everything a client needs to start is reachable from `GET /` by links:
 //! a generic HAL client never has to be told a URL.
 
+mod examples;
 pub mod patterns;
 
 use axum::Json;
@@ -15,11 +16,10 @@ use utoipa_axum::routes;
 
 use self::patterns::{PATTERNS, Status};
 use crate::app::{App, AppState};
-use crate::conversation::{Next, Pattern};
 use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant;
-use crate::participants::basket::{self, BasketState, Line};
+use crate::participants::basket;
 
 #[utoipa::path(
     get, path = "/", tag = "catalog", operation_id = "root",
@@ -148,53 +148,7 @@ pub async fn try_pattern(
         )
         .link("patterns", app.root_href("/patterns")));
     }
-    match p.slug {
-        // A basket that already holds two pizzas, priced by pricing over HTTP.
-        "in-out-query" => {
-            let (minted, _) = sample_basket(&app)?;
-            let checkout = app.mint(
-                Participant::Basket,
-                Next::after(&minted.claims, basket::CHECKOUT)
-                    .to(&[Participant::Pricing])
-                    .allow(&[super::pricing::PRICE]),
-            )?;
-            let reply = app
-                .sender
-                .send(Participant::Pricing, "/quotes", &checkout.token, None)
-                .await?;
-            reply.relay(Participant::Pricing)
-        }
-        // A basket whose whole state is in the links of the response.
-        "stateless-requestor" => {
-            let (minted, basket) = sample_basket(&app)?;
-            Ok(Hal(
-                http::StatusCode::CREATED,
-                basket::render(&app, &minted, &basket),
-            )
-            .into_response())
-        }
-        other => Err(Problem::internal(format!(
-            "available pattern {other} has no example"
-        ))),
-    }
-}
-
-fn sample_basket(app: &App) -> Result<(crate::conversation::token::Minted, BasketState), Problem> {
-    let basket = BasketState {
-        items: vec![Line {
-            sku: "margherita".into(),
-            qty: 2,
-        }],
-    };
-    let st = serde_json::to_value(&basket).map_err(Problem::internal)?;
-    let minted = app.mint(
-        Participant::Basket,
-        Next::start(Pattern::Exchange, basket::START)
-            .to(&[Participant::Basket])
-            .allow(basket::steps_of(&basket))
-            .state(st),
-    )?;
-    Ok((minted, basket))
+    examples::run(&app, p.slug).await
 }
 
 #[utoipa::path(

@@ -5,17 +5,23 @@
 //! state. Pricing verifies basket's signature (from its JWKS when basket runs
 //! elsewhere), answers with the priced basket under its own signature, and
 //! from then on the checkout's links point here: `pay` and `cancel`.
+//!
+//! `pay` ([`pay`]) is the checkout's next turn: command-acknowledgement with
+//! payments (synchronous, or asynchronous with a Reply-To continuation), then
+//! "raise order" to orders, In-Only, through the outbox.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod pay;
+
 use super::basket;
 use super::menu::{self, CURRENCY};
 use crate::app::{App, AppState};
 use crate::conversation::token::Minted;
-use crate::conversation::{Claims, Expect, Next, StateToken};
+use crate::conversation::{Expect, Next, StateToken};
 use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Property, Resource};
 use crate::participant::Participant::{Basket, Pricing};
@@ -89,7 +95,7 @@ fn price(request: &PriceRequest) -> Result<Quote, Problem> {
     })
 }
 
-fn render(app: &App, minted: &Minted) -> Resource {
+pub(crate) fn render(app: &App, minted: &Minted) -> Resource {
     let step = |path: &str| app.step_href(Pricing, path, &minted.token);
     Resource::new()
         .field("status", "priced")
@@ -174,35 +180,6 @@ pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal,
 /// `POST /pricing/checkouts/pay`: command-acknowledgement with payments
 /// (the next issue); a clear 501 until then.
 #[utoipa::path(
-    post, path = "/checkouts/pay", tag = "pricing", operation_id = "pay",
-    summary = "Pay for the order",
-    security(("state_query" = []), ("state_header" = [])),
-    request_body(content((crate::openapi::PayInput = "application/json"), (crate::openapi::PayInput = "application/x-www-form-urlencoded"))),
-    responses(
-        (status = 501, description = "Not implemented yet", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-    )
-)]
-pub async fn pay(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
-    let claims = app.verify(&token, Expect::step(Pricing, PAY)).await?;
-    Err(not_yet(&app, &claims, &token))
-}
-
-fn not_yet(app: &App, claims: &Claims, token: &StateToken) -> Problem {
-    Problem::new(
-        types::NOT_IMPLEMENTED,
-        "Taking payment is not implemented yet; the checkout can be cancelled.",
-    )
-    .in_conversation(claims.cid)
-    .link(
-        CANCEL,
-        app.step_href(Pricing, "/checkouts/cancel", &token.0),
-    )
-}
-
-/// `POST /pricing/checkouts/cancel`: ends the conversation.
-#[utoipa::path(
     post, path = "/checkouts/cancel", tag = "pricing", operation_id = "cancel_quote",
     summary = "Cancel the checkout",
     security(("state_query" = []), ("state_header" = [])),
@@ -221,7 +198,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(quote))
         .routes(routes!(view))
-        .routes(routes!(pay))
+        .routes(routes!(pay::pay))
+        .routes(routes!(pay::payment_reply))
         .routes(routes!(cancel))
 }
 

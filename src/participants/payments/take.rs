@@ -1,0 +1,320 @@
+//! The step `take-payment`, and reading a payment back.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::cards::{self, Outcome};
+use crate::app::{App, AppState};
+use crate::conversation::{Claims, Expect, Next, StateToken};
+use crate::fault::{Problem, types};
+use crate::hypermedia::{Hal, Input, Resource};
+use crate::messaging::exchange::{self, AsyncReply};
+use crate::participant::Participant::{Payments, Pricing};
+use crate::store::{InboxClaim, MessageKind, Payment, PaymentStatus, now_ms};
+
+pub const TAKE_PAYMENT: &str = "take-payment";
+/// The step a payment reply performs at the requestor.
+pub const PAYMENT_REPLY: &str = "payment-reply";
+
+/// The body of "take payment": the card, which goes no further than here.
+#[derive(Deserialize)]
+pub struct TakePayment {
+    pub card_number: String,
+}
+
+/// What pricing asks to be charged: the token's state.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Charge {
+    pub amount: i64,
+    pub currency: String,
+    /// The checkout attempt (the id of the client's `pay` message): the inbox key.
+    pub attempt: String,
+}
+
+/// The acknowledgement: the payment was taken.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PaymentAck {
+    pub payment_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub last4: String,
+    pub status: PaymentStatus,
+}
+
+/// A reply as payments stores it for replay: status, the signed token, the body.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    status: u16,
+    token: String,
+    body: Value,
+}
+
+#[utoipa::path(
+    post, path = "/payments", tag = "payments", operation_id = "take_payment",
+    summary = "Take a payment (In-Out, command-acknowledgement; pricing is the requestor)",
+    security(("state_header" = []), ("state_query" = [])),
+    request_body(content((crate::openapi::PayInput = "application/json"))),
+    params(
+        ("Prefer" = Option<String>, Header, description = "`respond-async` to be answered 202 and replied to later"),
+        ("Reply-To" = Option<String>, Header, description = "With respond-async: the requestor's continuation link for the reply"),
+    ),
+    responses(
+        (status = 201, description = "The acknowledgement; payments' token in the Conversation-State header", body = Object, content_type = "application/json"),
+        (status = 202, description = "Accepted; the reply will be POSTed to Reply-To"),
+        (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 402, description = "Declined or insufficient funds (fault replaces message)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "The card number is not valid", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 503, description = "The processor is unavailable; retry after Retry-After", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /payments/payments` (`take-payment`).
+pub async fn take_payment(
+    State(app): State<AppState>,
+    token: StateToken,
+    headers: HeaderMap,
+    Input(input): Input<TakePayment>,
+) -> Result<Response, Problem> {
+    let claims = app
+        .verify(
+            &token,
+            Expect::step(Payments, TAKE_PAYMENT).from(&[Pricing]),
+        )
+        .await?;
+    let charge: Charge = serde_json::from_value(claims.st.clone()).map_err(|e| {
+        Problem::new(
+            types::INVALID_BODY,
+            format!("The charge cannot be read: {e}."),
+        )
+    })?;
+    let card = cards::read(&input.card_number).map_err(|e| {
+        Problem::new(types::INVALID_CARD, format!("{e}.")).in_conversation(claims.cid)
+    })?;
+    match exchange::async_reply(&headers, &app.callbacks)? {
+        None => {
+            if card.outcome == Outcome::Slow {
+                tokio::time::sleep(app.config.slow_card_delay).await;
+            }
+            let stored = charge_once(&app, &claims, &charge, &card, None).await?;
+            Ok(stored.into_response())
+        }
+        Some(reply_to) => {
+            let app = app.clone();
+            tokio::spawn(async move {
+                if card.outcome == Outcome::Slow {
+                    tokio::time::sleep(app.config.slow_card_delay).await;
+                }
+                if let Err(problem) =
+                    charge_once(&app, &claims, &charge, &card, Some(&reply_to)).await
+                {
+                    tracing::warn!(
+                        detail = problem.detail(),
+                        "asynchronous payment failed before its reply"
+                    );
+                }
+            });
+            Ok(exchange::accepted_async())
+        }
+    }
+}
+
+/// Charges the card once per attempt: the inbox claim, the payment and the
+/// reply (and, when asynchronous, its outbox message) in one transaction.
+async fn charge_once(
+    app: &App,
+    claims: &Claims,
+    charge: &Charge,
+    card: &cards::Card,
+    reply_to: Option<&AsyncReply>,
+) -> Result<Stored, Problem> {
+    if card.outcome == Outcome::ProcessorUnavailable {
+        // Nothing happened: no claim, so a later retry of this attempt is processed.
+        let fault = Problem::new(
+            types::PROCESSOR_UNAVAILABLE,
+            "The card processor is unavailable; try again shortly.",
+        )
+        .in_conversation(claims.cid)
+        .retry_after(app.config.processor_retry_after.as_secs());
+        let stored = reply(app, claims, &fault.body(), fault.status())?;
+        if let Some(reply_to) = reply_to {
+            let mut tx = app.store.begin().await.map_err(Problem::internal)?;
+            exchange::enqueue_reply(
+                &mut tx,
+                Payments,
+                reply_to,
+                &stored.token,
+                stored.status,
+                &stored.body,
+            )
+            .await?;
+            tx.commit().await.map_err(Problem::internal)?;
+            app.relay.wake();
+        }
+        return Ok(stored);
+    }
+    let mut tx = app.store.begin().await.map_err(Problem::internal)?;
+    let dedupe = format!("{}:{TAKE_PAYMENT}:{}", claims.cid, charge.attempt);
+    match tx
+        .inbox_claim(Payments.as_str(), &claims.jti.to_string(), &dedupe)
+        .await
+        .map_err(Problem::internal)?
+    {
+        InboxClaim::Duplicate(record) => {
+            tracing::info!(conversation = %claims.cid, "duplicate payment request: replaying the first answer");
+            let stored: Stored = record
+                .response
+                .and_then(|r| serde_json::from_value(r).ok())
+                .ok_or_else(|| Problem::internal("an inbox record without its response"))?;
+            return Ok(stored);
+        }
+        InboxClaim::Claimed => {}
+    }
+    let (status, reason) = match card.outcome {
+        Outcome::Declined => (PaymentStatus::Declined, Some("card_declined")),
+        Outcome::InsufficientFunds => (PaymentStatus::Declined, Some("insufficient_funds")),
+        _ => (PaymentStatus::Captured, None),
+    };
+    let payment = Payment {
+        id: uuid::Uuid::now_v7().to_string(),
+        conversation_id: claims.cid.to_string(),
+        amount: charge.amount,
+        currency: charge.currency.clone(),
+        last4: Some(card.last4.clone()),
+        status,
+        reason: reason.map(str::to_owned),
+        created_at: now_ms(),
+    };
+    tx.insert_payment(&payment)
+        .await
+        .map_err(Problem::internal)?;
+    let (body, code) = match card.outcome {
+        Outcome::Declined => {
+            let fault = Problem::new(types::CARD_DECLINED, "The card was declined.")
+                .in_conversation(claims.cid);
+            (fault.body(), fault.status())
+        }
+        Outcome::InsufficientFunds => {
+            let fault = Problem::new(
+                types::INSUFFICIENT_FUNDS,
+                "The card has insufficient funds for this amount.",
+            )
+            .in_conversation(claims.cid);
+            (fault.body(), fault.status())
+        }
+        _ => {
+            let ack = PaymentAck {
+                payment_id: payment.id.clone(),
+                amount: payment.amount,
+                currency: payment.currency.clone(),
+                last4: card.last4.clone(),
+                status: PaymentStatus::Captured,
+            };
+            (
+                serde_json::to_value(ack).map_err(Problem::internal)?,
+                StatusCode::CREATED,
+            )
+        }
+    };
+    let stored = reply(app, claims, &body, code)?;
+    let record = serde_json::to_value(&stored).map_err(Problem::internal)?;
+    tx.inbox_store_response(
+        Payments.as_str(),
+        &claims.jti.to_string(),
+        stored.status,
+        &record,
+    )
+    .await
+    .map_err(Problem::internal)?;
+    if let Some(reply_to) = reply_to {
+        exchange::enqueue_reply(
+            &mut tx,
+            Payments,
+            reply_to,
+            &stored.token,
+            stored.status,
+            &stored.body,
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(Problem::internal)?;
+    if reply_to.is_some() {
+        app.relay.wake();
+    }
+    Ok(stored)
+}
+
+/// Signs the reply (acknowledgement or fault) so the requestor can verify who sent it.
+fn reply(app: &App, claims: &Claims, body: &Value, status: StatusCode) -> Result<Stored, Problem> {
+    let kind = if status.is_success() {
+        MessageKind::Reply
+    } else {
+        MessageKind::Fault
+    };
+    let minted = app.mint(
+        Payments,
+        Next::after(claims, TAKE_PAYMENT)
+            .to(&[Pricing])
+            .allow(&[PAYMENT_REPLY])
+            .kind(kind)
+            .state(json!({ "status": status.as_u16() })),
+    )?;
+    Ok(Stored {
+        status: status.as_u16(),
+        token: minted.token,
+        body: body.clone(),
+    })
+}
+
+impl IntoResponse for Stored {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let content_type = if status.is_success() {
+            "application/json"
+        } else {
+            crate::fault::PROBLEM_JSON
+        };
+        let mut response = (status, self.body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        if let Ok(token) = HeaderValue::from_str(&self.token) {
+            headers.insert(crate::conversation::continuation::HEADER, token);
+        }
+        response
+    }
+}
+
+#[utoipa::path(
+    get, path = "/payments/{id}", tag = "payments", operation_id = "get_payment",
+    summary = "A payment (amount, last four digits, status)",
+    params(("id" = String, Path, description = "The payment id")),
+    responses(
+        (status = 200, description = "The payment", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such payment", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /payments/payments/{id}`.
+pub async fn get_payment(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Hal, Problem> {
+    let payment = app
+        .store
+        .get_payment(&id)
+        .await
+        .map_err(|e| crate::fault::from_store(e, "payment"))?;
+    Ok(Hal::ok(
+        Resource::new()
+            .fields(&payment)
+            .link("self", app.href(Payments, &format!("/payments/{id}")))
+            .link(
+                "conversation",
+                app.root_href(&format!("/conversations/{}", payment.conversation_id)),
+            ),
+    ))
+}

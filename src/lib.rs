@@ -1,1 +1,3 @@
 //! conversant
+
+pub mod store;

@@ -60,8 +60,14 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool}
 mod macros;
 
 mod error;
+pub mod events;
+pub mod journal;
+pub mod subscriptions;
 
 pub use error::{StoreError, UnknownVariant};
+pub use events::{Event, NewEvent};
+pub use journal::{JournalEntry, MessageKind};
+pub use subscriptions::Subscription;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

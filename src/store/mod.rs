@@ -61,12 +61,16 @@ mod macros;
 
 mod error;
 pub mod events;
+pub mod inbox;
 pub mod journal;
+pub mod outbox;
 pub mod subscriptions;
 
 pub use error::{StoreError, UnknownVariant};
 pub use events::{Event, NewEvent};
+pub use inbox::{InboxClaim, InboxRecord};
 pub use journal::{JournalEntry, MessageKind};
+pub use outbox::{NewOutboxMessage, OutboxCounts, OutboxMessage, OutboxStatus};
 pub use subscriptions::Subscription;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

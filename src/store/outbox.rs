@@ -1,0 +1,237 @@
+//! The Transactional Outbox: change and message, committed together.
+//!
+//! A participant that changes its state and must tell someone about it cannot
+//! do both atomically over HTTP. So it writes the message here, in the same
+//! transaction as the change ([`Tx::outbox_enqueue`]), and a relay delivers it
+//! afterwards, retrying until it gets through or gives up (the message goes
+//! `dead`: the No Fault pattern keeps the failure with the provider, where an
+//! operator can list dead letters and redeliver them).
+//!
+//! Relays on several instances share the work by *leasing* rows:
+//! [`Store::outbox_claim_batch`] marks due rows with the relay's name and a lease
+//! deadline and returns them; a relay that dies simply lets its lease run out.
+//! On PostgreSQL the claim locks candidate rows with `FOR UPDATE SKIP LOCKED`,
+//! so concurrent relays never pick the same row; on SQLite the single
+//! `UPDATE ... RETURNING` runs under the one write lock. Delivery is therefore
+//! at least once, which is why receivers keep an inbox.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{Conn, Engine, Store, StoreError, Tx, duration_ms, now_ms};
+
+text_enum! {
+    /// Where an outgoing message stands.
+    pub enum OutboxStatus {
+        /// Waiting for (another) delivery attempt.
+        Pending = "pending",
+        /// Accepted by its destination.
+        Delivered = "delivered",
+        /// Given up on; kept for inspection and redelivery.
+        Dead = "dead",
+    }
+}
+
+/// A message to send once the current transaction commits.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct NewOutboxMessage {
+    pub id: String,
+    /// The sending participant.
+    pub participant: String,
+    /// The URL to POST to.
+    pub destination: String,
+    /// What is being sent, e.g. `reply`, `fault`, `webhook`, `in_only`.
+    pub kind: String,
+    /// HTTP headers to send, as a JSON object of strings.
+    pub headers: Value,
+    pub body: Value,
+}
+
+/// A message in the outbox with its delivery bookkeeping.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub participant: String,
+    pub destination: String,
+    pub kind: String,
+    pub headers: Value,
+    pub body: Value,
+    /// Delivery attempts started so far, counting the one a claim starts.
+    pub attempts: i32,
+    pub next_attempt_at: i64,
+    pub status: OutboxStatus,
+    /// The relay holding the lease, if any.
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
+}
+
+/// How many of a participant's messages are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub delivered: i64,
+    pub dead: i64,
+}
+
+/// Leases due rows. PostgreSQL skips rows another relay is leasing right now;
+/// SQLite needs no locking clause, its writers are serialised.
+const CLAIM_SQLITE: &str = "UPDATE outbox \
+     SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
+     AND (lease_until IS NULL OR lease_until <= $3) ORDER BY next_attempt_at, id LIMIT $4) \
+     RETURNING id, participant, destination, kind, headers, body, attempts, next_attempt_at, \
+     status, lease_owner, lease_until, last_error, created_at, delivered_at";
+const CLAIM_POSTGRES: &str = "UPDATE outbox \
+     SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
+     AND (lease_until IS NULL OR lease_until <= $3) ORDER BY next_attempt_at, id LIMIT $4 \
+     FOR UPDATE SKIP LOCKED) \
+     RETURNING id, participant, destination, kind, headers, body, attempts, next_attempt_at, \
+     status, lease_owner, lease_until, last_error, created_at, delivered_at";
+
+impl Store {
+    /// [`Tx::outbox_enqueue`] on its own, for messages that follow no local change.
+    pub async fn outbox_enqueue(&self, message: &NewOutboxMessage) -> Result<(), StoreError> {
+        enqueue(self.conn().await?.as_conn(), message).await
+    }
+
+    /// Leases up to `limit` due messages to the relay `owner` for `lease`, and
+    /// counts the attempt. Rows come back oldest due first.
+    pub async fn outbox_claim_batch(
+        &self,
+        owner: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let now = now_ms();
+        let mut pooled = self.conn().await?;
+        let conn = pooled.as_conn();
+        let sql = match conn.engine() {
+            Engine::Sqlite => CLAIM_SQLITE,
+            Engine::Postgres => CLAIM_POSTGRES,
+        };
+        let mut claimed: Vec<OutboxMessage> = on_conn!(conn, c => {
+            sqlx::query_as(sql)
+                .bind(owner)
+                .bind(now.saturating_add(duration_ms(lease)))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *c)
+                .await?
+        });
+        claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+        Ok(claimed)
+    }
+
+    /// Records a successful delivery.
+    pub async fn outbox_mark_delivered(&self, id: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = 'delivered', delivered_at = $2, \
+             lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $1";
+        let done = on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query(SQL).bind(id).bind(now_ms()).execute(&mut *c).await?.rows_affected()
+        });
+        super::one_row(done)
+    }
+
+    /// Records a failed attempt and when to try again (`next_attempt_at`, unix ms).
+    pub async fn outbox_mark_retry(
+        &self,
+        id: &str,
+        next_attempt_at: i64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET next_attempt_at = $2, last_error = $3, \
+             lease_owner = NULL, lease_until = NULL WHERE id = $1";
+        let done = on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query(SQL)
+                .bind(id)
+                .bind(next_attempt_at)
+                .bind(error)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        super::one_row(done)
+    }
+
+    /// Gives up on a message: it becomes a dead letter.
+    pub async fn outbox_mark_dead(&self, id: &str, error: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = 'dead', last_error = $2, \
+             lease_owner = NULL, lease_until = NULL WHERE id = $1";
+        let done = on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query(SQL).bind(id).bind(error).execute(&mut *c).await?.rows_affected()
+        });
+        super::one_row(done)
+    }
+
+    /// Sends a dead letter again on a fresh retry schedule; `NotFound` unless it is dead.
+    pub async fn outbox_redeliver(&self, id: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
+             next_attempt_at = $2 WHERE id = $1 AND status = 'dead'";
+        let done = on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query(SQL).bind(id).bind(now_ms()).execute(&mut *c).await?.rows_affected()
+        });
+        super::one_row(done)
+    }
+
+    /// How many of `participant`'s messages are pending, delivered and dead.
+    pub async fn outbox_counts(&self, participant: &str) -> Result<OutboxCounts, StoreError> {
+        const SQL: &str =
+            "SELECT status, COUNT(*) FROM outbox WHERE participant = $1 GROUP BY status";
+        let rows: Vec<(OutboxStatus, i64)> = on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query_as(SQL).bind(participant).fetch_all(&mut *c).await?
+        });
+        let mut counts = OutboxCounts::default();
+        for (status, n) in rows {
+            match status {
+                OutboxStatus::Pending => counts.pending = n,
+                OutboxStatus::Delivered => counts.delivered = n,
+                OutboxStatus::Dead => counts.dead = n,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// `participant`'s dead letters, oldest first, at most `limit`.
+    pub async fn outbox_dead_letters(
+        &self,
+        participant: &str,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        const SQL: &str = "SELECT id, participant, destination, kind, headers, body, attempts, \
+             next_attempt_at, status, lease_owner, lease_until, last_error, created_at, delivered_at \
+             FROM outbox WHERE participant = $1 AND status = 'dead' ORDER BY created_at, id LIMIT $2";
+        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query_as(SQL).bind(participant).bind(i64::from(limit)).fetch_all(&mut *c).await?
+        }))
+    }
+}
+
+impl Tx {
+    /// Writes a message to be sent once this transaction commits; `Conflict` if its id exists.
+    pub async fn outbox_enqueue(&mut self, message: &NewOutboxMessage) -> Result<(), StoreError> {
+        enqueue(self.conn(), message).await
+    }
+}
+
+async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO outbox (id, participant, destination, kind, headers, body, \
+         next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+    on_conn!(conn, c => {
+        sqlx::query(SQL)
+            .bind(&m.id)
+            .bind(&m.participant)
+            .bind(&m.destination)
+            .bind(&m.kind)
+            .bind(&m.headers)
+            .bind(&m.body)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}

@@ -63,14 +63,18 @@ mod error;
 pub mod events;
 pub mod inbox;
 pub mod journal;
+pub mod orders;
 pub mod outbox;
+pub mod payments;
 pub mod subscriptions;
 
 pub use error::{StoreError, UnknownVariant};
 pub use events::{Event, NewEvent};
 pub use inbox::{InboxClaim, InboxRecord};
 pub use journal::{JournalEntry, MessageKind};
+pub use orders::{Order, OrderStatus};
 pub use outbox::{NewOutboxMessage, OutboxCounts, OutboxMessage, OutboxStatus};
+pub use payments::{Payment, PaymentStatus};
 pub use subscriptions::Subscription;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

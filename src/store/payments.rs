@@ -1,0 +1,117 @@
+//! Payments: the durable effect of "take payment" (In-Out command-acknowledgement).
+//!
+//! Pricing asks payments to take a payment and gets an acknowledgement — or,
+//! in Robust In-Out, a fault *instead of* the reply (declined card, insufficient
+//! funds, provider outage) with repair links. Either way the attempt is recorded
+//! here in the same transaction as its inbox claim, so an In-Out-Retry with the
+//! same message id, or a replayed link, never charges twice. A rejected order
+//! later flips a captured payment to refunded.
+//!
+//! Only the last four digits of a card are ever stored (DESIGN §3: state holds
+//! no secrets, and neither does the database).
+
+use super::{Conn, Store, StoreError, Tx};
+
+text_enum! {
+    /// The outcome of a payment attempt and what happened to it since.
+    pub enum PaymentStatus {
+        /// The money was taken.
+        Captured = "captured",
+        /// The provider refused; `reason` says why (Fault Replaces Message).
+        Declined = "declined",
+        /// Given back, e.g. after orders rejected the order (Robust In-Only repair).
+        Refunded = "refunded",
+    }
+}
+
+/// A payment attempt as payments keeps it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+pub struct Payment {
+    pub id: String,
+    pub conversation_id: String,
+    /// In minor units of `currency` (cents).
+    pub amount: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Last four digits of the card, when paid by card.
+    pub last4: Option<String>,
+    pub status: PaymentStatus,
+    /// Why it was declined or refunded, e.g. `insufficient_funds`.
+    pub reason: Option<String>,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Records a payment attempt; `Conflict` if its id exists.
+    pub async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
+        insert(self.conn().await?.as_conn(), payment).await
+    }
+
+    /// One payment by id.
+    pub async fn get_payment(&self, id: &str) -> Result<Payment, StoreError> {
+        const SQL: &str = "SELECT id, conversation_id, amount, currency, last4, status, reason, \
+             created_at FROM payments WHERE id = $1";
+        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query_as(SQL).bind(id).fetch_one(&mut *c).await?
+        }))
+    }
+
+    /// Moves a payment to `status`, recording `reason`; `NotFound` if absent.
+    pub async fn set_payment_status(
+        &self,
+        id: &str,
+        status: PaymentStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        set_status(self.conn().await?.as_conn(), id, status, reason).await
+    }
+}
+
+impl Tx {
+    /// [`Store::insert_payment`] inside this transaction.
+    pub async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError> {
+        insert(self.conn(), payment).await
+    }
+
+    /// [`Store::set_payment_status`] inside this transaction.
+    pub async fn set_payment_status(
+        &mut self,
+        id: &str,
+        status: PaymentStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        set_status(self.conn(), id, status, reason).await
+    }
+}
+
+async fn insert(conn: Conn<'_>, p: &Payment) -> Result<(), StoreError> {
+    const SQL: &str = "INSERT INTO payments (id, conversation_id, amount, currency, last4, status, \
+         reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    on_conn!(conn, c => {
+        sqlx::query(SQL)
+            .bind(&p.id)
+            .bind(&p.conversation_id)
+            .bind(p.amount)
+            .bind(&p.currency)
+            .bind(&p.last4)
+            .bind(p.status)
+            .bind(&p.reason)
+            .bind(p.created_at)
+            .execute(&mut *c)
+            .await?;
+    });
+    Ok(())
+}
+
+async fn set_status(
+    conn: Conn<'_>,
+    id: &str,
+    status: PaymentStatus,
+    reason: Option<&str>,
+) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE payments SET status = $2, reason = $3 WHERE id = $1";
+    let done = on_conn!(conn, c => {
+        sqlx::query(SQL).bind(id).bind(status).bind(reason).execute(&mut *c).await?.rows_affected()
+    });
+    super::one_row(done)
+}

@@ -59,8 +59,11 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool}
 #[macro_use]
 mod macros;
 
+pub mod correlations;
+pub mod couriers;
 mod error;
 pub mod events;
+pub mod idempotency;
 pub mod inbox;
 pub mod journal;
 pub mod orders;
@@ -68,8 +71,11 @@ pub mod outbox;
 pub mod payments;
 pub mod subscriptions;
 
+pub use correlations::Correlation;
+pub use couriers::Courier;
 pub use error::{StoreError, UnknownVariant};
 pub use events::{Event, NewEvent};
+pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inbox::{InboxClaim, InboxRecord};
 pub use journal::{JournalEntry, MessageKind};
 pub use orders::{Order, OrderStatus};

@@ -70,6 +70,7 @@ pub mod orders;
 pub mod outbox;
 pub mod payments;
 pub mod subscriptions;
+pub mod testing;
 
 pub use correlations::Correlation;
 pub use couriers::Courier;

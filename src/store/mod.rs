@@ -71,6 +71,8 @@ pub mod outbox;
 pub mod payments;
 pub mod subscriptions;
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use correlations::Correlation;
 pub use couriers::Courier;

@@ -1,0 +1,789 @@
+//! Every store function, run on both engines.
+//!
+//! Each test body below takes a [`Store`] and is instantiated twice by
+//! `on_both_engines!`: once on a SQLite file in a temporary directory
+//! (`store::tests::sqlite::*`) and once on a fresh database of a throwaway
+//! PostgreSQL cluster (`store::tests::postgres::*`), shared by the whole test
+//! binary. Without PostgreSQL installed the second leg is skipped with a
+//! warning (and fails under `CI`).
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Barrier;
+
+use super::testing::TempPostgres;
+use super::*;
+
+struct TestDb {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("conversant.db");
+    let store = Store::connect(path.to_str().expect("utf-8 path"))
+        .await
+        .expect("connect");
+    assert_eq!(store.engine(), Engine::Sqlite);
+    TestDb {
+        store,
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Option<TestDb> {
+    static CLUSTER: OnceLock<Option<TempPostgres>> = OnceLock::new();
+    let cluster = CLUSTER.get_or_init(TempPostgres::start).as_ref()?;
+    let store = Store::connect(&cluster.new_database().await)
+        .await
+        .expect("connect");
+    assert_eq!(store.engine(), Engine::Postgres);
+    Some(TestDb { store, _dir: None })
+}
+
+macro_rules! on_both_engines {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = super::sqlite().await;
+                    super::$name(db.store.clone()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(db) = super::postgres().await {
+                        super::$name(db.store.clone()).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+on_both_engines!(
+    journal_keeps_order_per_conversation,
+    subscriptions_match_owner_type_and_activity,
+    events_page_after_cursor,
+    event_appended_in_rolled_back_tx_never_shows,
+    orders_insert_get_set_status,
+    payments_insert_get_set_status,
+    inbox_replays_stored_response_to_duplicates,
+    inbox_concurrent_claims_have_one_winner,
+    durable_step_is_one_transaction,
+    outbox_claim_retry_dead_redeliver,
+    outbox_concurrent_claimers_never_share_a_row,
+    outbox_expired_lease_is_claimed_again,
+    correlations_put_get_take_expire,
+    couriers_upsert_keeps_created_at,
+    idempotency_new_in_flight_done_mismatch,
+    idempotency_expired_or_released_key_is_new,
+);
+
+fn id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn entry(conversation_id: &str, step: &str, at: i64) -> JournalEntry {
+    JournalEntry {
+        participant: "pricing".into(),
+        conversation_id: conversation_id.into(),
+        message_id: id(),
+        causation_id: None,
+        from_participant: "basket".into(),
+        to_participant: "pricing".into(),
+        pattern: "in_out".into(),
+        kind: MessageKind::Request,
+        step: step.into(),
+        chain: "c".into(),
+        status: "received".into(),
+        at,
+    }
+}
+
+async fn journal_keeps_order_per_conversation(store: Store) {
+    let cid = id();
+    let mut second = entry(&cid, "second", 20);
+    second.causation_id = Some("m1".into());
+    second.kind = MessageKind::Fault;
+    let mut other_participant = entry(&cid, "elsewhere", 1);
+    other_participant.participant = "payments".into();
+    let batch = vec![
+        second.clone(),
+        entry(&cid, "first", 10),
+        entry(&cid, "third", 20),
+        entry(&id(), "other conversation", 5),
+        other_participant,
+    ];
+    store.journal_append_batch(&batch).await.unwrap();
+    store.journal_append_batch(&[]).await.unwrap();
+
+    let steps: Vec<_> = store
+        .journal_for_conversation("pricing", &cid)
+        .await
+        .unwrap();
+    assert_eq!(
+        steps.iter().map(|e| e.step.as_str()).collect::<Vec<_>>(),
+        ["first", "second", "third"]
+    );
+    assert_eq!(steps[1], second);
+
+    let big_cid = id();
+    let big: Vec<_> = (0..1_200)
+        .map(|i| entry(&big_cid, &i.to_string(), i))
+        .collect();
+    store.journal_append_batch(&big).await.unwrap();
+    assert_eq!(
+        store
+            .journal_for_conversation("pricing", &big_cid)
+            .await
+            .unwrap(),
+        big
+    );
+}
+
+fn subscription(owner: &str, types: serde_json::Value) -> Subscription {
+    Subscription {
+        id: id(),
+        owner: owner.into(),
+        callback_url: "http://127.0.0.1:9/hook".into(),
+        event_types: types,
+        secret: "whsec_test".into(),
+        active: true,
+        created_at: now_ms(),
+    }
+}
+
+async fn subscriptions_match_owner_type_and_activity(store: Store) {
+    let placed = subscription("orders", json!(["order.placed", "order.cancelled"]));
+    let cancelled = subscription("orders", json!(["order.cancelled"]));
+    let other_owner = subscription("stores", json!(["order.placed"]));
+    for s in [&placed, &cancelled, &other_owner] {
+        store.subscription_create(s).await.unwrap();
+    }
+    assert!(matches!(
+        store.subscription_create(&placed).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.subscription_get(&placed.id).await.unwrap(), placed);
+
+    let wanted = store
+        .subscriptions_active_for("orders", "order.placed")
+        .await
+        .unwrap();
+    assert_eq!(wanted, std::slice::from_ref(&placed));
+    assert_eq!(
+        store
+            .subscriptions_active_for("orders", "order.cancelled")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    store.subscription_disable(&placed.id).await.unwrap();
+    assert!(
+        store
+            .subscriptions_active_for("orders", "order.placed")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(!store.subscription_get(&placed.id).await.unwrap().active);
+
+    store.subscription_delete(&cancelled.id).await.unwrap();
+    assert!(matches!(
+        store.subscription_get(&cancelled.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.subscription_delete(&cancelled.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.subscription_disable("nope").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+fn new_event(participant: &str, n: i64) -> NewEvent {
+    NewEvent {
+        id: id(),
+        participant: participant.into(),
+        event_type: "order.placed".into(),
+        conversation_id: (n % 2 == 0).then(id),
+        data: json!({ "n": n }),
+        time: n,
+    }
+}
+
+async fn events_page_after_cursor(store: Store) {
+    let mut seqs = Vec::new();
+    for n in 0..5 {
+        seqs.push(store.event_append(&new_event("orders", n)).await.unwrap());
+        store.event_append(&new_event("search", n)).await.unwrap();
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "cursor grows: {seqs:?}"
+    );
+
+    let first = store.events_page("orders", None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[..2]);
+    assert_eq!(first[0].data, json!({ "n": 0 }));
+    assert_eq!(first[0].event_type, "order.placed");
+    assert!(first[0].conversation_id.is_some() && first[1].conversation_id.is_none());
+
+    let next = store
+        .events_page("orders", Some(first[1].seq), 2)
+        .await
+        .unwrap();
+    assert_eq!(next.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[2..4]);
+    let rest = store
+        .events_page("orders", Some(next[1].seq), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[4..]);
+    assert!(
+        store
+            .events_page("orders", Some(seqs[4]), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn event_appended_in_rolled_back_tx_never_shows(store: Store) {
+    let mut tx = store.begin().await.unwrap();
+    tx.event_append(&new_event("orders", 1)).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    let kept = tx.event_append(&new_event("orders", 2)).await.unwrap();
+    tx.commit().await.unwrap();
+    let page = store.events_page("orders", None, 10).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| (e.seq, e.time)).collect::<Vec<_>>(),
+        [(kept, 2)]
+    );
+}
+
+fn order(conversation_id: &str) -> Order {
+    Order {
+        id: id(),
+        conversation_id: conversation_id.into(),
+        store: "corner-shop".into(),
+        items: json!([{ "sku": "apple", "qty": 3, "price": 50 }]),
+        total: 150,
+        currency: "EUR".into(),
+        payment_id: id(),
+        status: OrderStatus::Placed,
+        reason: None,
+        created_at: now_ms(),
+    }
+}
+
+async fn orders_insert_get_set_status(store: Store) {
+    let o = order(&id());
+    store.insert_order(&o).await.unwrap();
+    assert!(matches!(
+        store.insert_order(&o).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_order(&o.id).await.unwrap(), o);
+    store
+        .set_order_status(&o.id, OrderStatus::Cancelled, Some("changed mind"))
+        .await
+        .unwrap();
+    let got = store.get_order(&o.id).await.unwrap();
+    assert_eq!(
+        (got.status, got.reason.as_deref()),
+        (OrderStatus::Cancelled, Some("changed mind"))
+    );
+    assert!(matches!(
+        store.get_order("nope").await,
+        Err(StoreError::NotFound)
+    ));
+    let missing = store
+        .set_order_status("nope", OrderStatus::Rejected, None)
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)));
+}
+
+async fn payments_insert_get_set_status(store: Store) {
+    let p = Payment {
+        id: id(),
+        conversation_id: id(),
+        amount: 150,
+        currency: "EUR".into(),
+        last4: Some("4242".into()),
+        status: PaymentStatus::Captured,
+        reason: None,
+        created_at: now_ms(),
+    };
+    store.insert_payment(&p).await.unwrap();
+    assert!(matches!(
+        store.insert_payment(&p).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.get_payment(&p.id).await.unwrap(), p);
+    store
+        .set_payment_status(&p.id, PaymentStatus::Refunded, Some("order rejected"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_payment(&p.id).await.unwrap().status,
+        PaymentStatus::Refunded
+    );
+    assert!(matches!(
+        store.get_payment("nope").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn inbox_replays_stored_response_to_duplicates(store: Store) {
+    let (message, key) = (id(), format!("{}:pay", id()));
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.inbox_claim("payments", &message, &key).await.unwrap(),
+        InboxClaim::Claimed
+    );
+    tx.rollback().await.unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.inbox_claim("payments", &message, &key).await.unwrap(),
+        InboxClaim::Claimed
+    );
+    tx.inbox_store_response("payments", &message, 201, &json!({ "paid": true }))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    for (message_id, dedupe_key) in [(message.clone(), id()), (id(), key.clone())] {
+        let mut tx = store.begin().await.unwrap();
+        let InboxClaim::Duplicate(earlier) = tx
+            .inbox_claim("payments", &message_id, &dedupe_key)
+            .await
+            .unwrap()
+        else {
+            panic!("a retry or a replayed step must be a duplicate");
+        };
+        assert_eq!(
+            (earlier.message_id.as_str(), earlier.dedupe_key.as_str()),
+            (&*message, &*key)
+        );
+        assert_eq!(
+            (earlier.status, earlier.response),
+            (Some(201), Some(json!({ "paid": true })))
+        );
+    }
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.inbox_claim("orders", &message, &key).await.unwrap(),
+        InboxClaim::Claimed
+    );
+    let missing = tx
+        .inbox_store_response("orders", "nope", 200, &json!({}))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)));
+}
+
+async fn inbox_concurrent_claims_have_one_winner(store: Store) {
+    let (message, key) = (id(), id());
+    let start = Arc::new(Barrier::new(2));
+    let tasks: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, start, message, key) =
+                (store.clone(), start.clone(), message.clone(), key.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut tx = store.begin().await.unwrap();
+                let claim = tx.inbox_claim("orders", &message, &key).await.unwrap();
+                if claim == InboxClaim::Claimed {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tx.inbox_store_response("orders", &message, 202, &json!("placed"))
+                        .await
+                        .unwrap();
+                }
+                tx.commit().await.unwrap();
+                claim
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|c| **c == InboxClaim::Claimed)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    let duplicate = outcomes.iter().find_map(|c| match c {
+        InboxClaim::Duplicate(earlier) => Some(earlier),
+        InboxClaim::Claimed => None,
+    });
+    let earlier = duplicate.expect("the loser sees the winner's record");
+    assert_eq!(
+        (earlier.status, earlier.response.clone()),
+        (Some(202), Some(json!("placed")))
+    );
+}
+
+fn outbound(participant: &str) -> NewOutboxMessage {
+    NewOutboxMessage {
+        id: id(),
+        participant: participant.into(),
+        destination: "http://127.0.0.1:9/basket/faults".into(),
+        kind: "fault".into(),
+        headers: json!({ "content-type": "application/problem+json" }),
+        body: json!({ "title": "order rejected" }),
+    }
+}
+
+async fn durable_step_is_one_transaction(store: Store) {
+    let cid = id();
+    for commit in [false, true] {
+        let (o, m) = (order(&cid), outbound("orders"));
+        let mut tx = store.begin().await.unwrap();
+        let claim = tx
+            .inbox_claim("orders", &id(), &format!("{cid}:place"))
+            .await
+            .unwrap();
+        assert_eq!(claim, InboxClaim::Claimed);
+        tx.insert_order(&o).await.unwrap();
+        tx.outbox_enqueue(&m).await.unwrap();
+        if commit {
+            tx.commit().await.unwrap();
+            assert_eq!(store.get_order(&o.id).await.unwrap(), o);
+            assert_eq!(store.outbox_counts("orders").await.unwrap().pending, 1);
+        } else {
+            drop(tx);
+            assert!(matches!(
+                store.get_order(&o.id).await,
+                Err(StoreError::NotFound)
+            ));
+            assert_eq!(
+                store.outbox_counts("orders").await.unwrap(),
+                OutboxCounts::default()
+            );
+        }
+    }
+}
+
+async fn outbox_claim_retry_dead_redeliver(store: Store) {
+    let messages: Vec<_> = (0..3).map(|_| outbound("orders")).collect();
+    for m in &messages {
+        store.outbox_enqueue(m).await.unwrap();
+    }
+    store.outbox_enqueue(&outbound("payments")).await.unwrap();
+    assert!(matches!(
+        store.outbox_enqueue(&messages[0]).await,
+        Err(StoreError::Conflict)
+    ));
+    let hour = Duration::from_secs(3600);
+
+    let first = store.outbox_claim_batch("relay-a", 3, hour).await.unwrap();
+    assert_eq!(first.len(), 3);
+    assert!(
+        first
+            .iter()
+            .all(|m| m.attempts == 1 && m.lease_owner.as_deref() == Some("relay-a"))
+    );
+    let second = store.outbox_claim_batch("relay-b", 10, hour).await.unwrap();
+    assert_eq!(second.len(), 1, "leased rows are not claimed again");
+    assert!(
+        store
+            .outbox_claim_batch("relay-b", 10, hour)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let ours: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .filter(|m| m.participant == "orders")
+        .collect();
+    let (delivered, retried, dead) = (&ours[0].id, &ours[1].id, &ours[2].id);
+    store.outbox_mark_delivered(delivered).await.unwrap();
+    store
+        .outbox_mark_retry(retried, now_ms() + 60_000, "503 from basket")
+        .await
+        .unwrap();
+    store
+        .outbox_mark_dead(dead, "410 from basket")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .outbox_claim_batch("relay-a", 10, hour)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let counts = store.outbox_counts("orders").await.unwrap();
+    assert_eq!(
+        counts,
+        OutboxCounts {
+            pending: 1,
+            delivered: 1,
+            dead: 1
+        }
+    );
+
+    let letters = store.outbox_dead_letters("orders", 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(
+        (&letter.id, letter.status, letter.last_error.as_deref()),
+        (dead, OutboxStatus::Dead, Some("410 from basket"))
+    );
+    assert_eq!(letter.body, json!({ "title": "order rejected" }));
+
+    assert!(matches!(
+        store.outbox_redeliver(delivered).await,
+        Err(StoreError::NotFound)
+    ));
+    store.outbox_redeliver(dead).await.unwrap();
+    let again = store.outbox_claim_batch("relay-a", 10, hour).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|m| (&m.id, m.attempts))
+            .collect::<Vec<_>>(),
+        [(dead, 1)]
+    );
+    assert!(matches!(
+        store.outbox_mark_delivered("nope").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn outbox_concurrent_claimers_never_share_a_row(store: Store) {
+    const MESSAGES: usize = 120;
+    for _ in 0..MESSAGES {
+        store.outbox_enqueue(&outbound("orders")).await.unwrap();
+    }
+    let start = Arc::new(Barrier::new(4));
+    let relays: Vec<_> = (0..4)
+        .map(|n| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut ids = Vec::new();
+                loop {
+                    let batch = store
+                        .outbox_claim_batch(&format!("relay-{n}"), 7, Duration::from_secs(600))
+                        .await
+                        .unwrap();
+                    if batch.is_empty() {
+                        return ids;
+                    }
+                    ids.extend(batch.into_iter().map(|m| m.id));
+                }
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for relay in relays {
+        for id in relay.await.unwrap() {
+            assert!(seen.insert(id), "a row was claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), MESSAGES);
+}
+
+async fn outbox_expired_lease_is_claimed_again(store: Store) {
+    let m = outbound("orders");
+    store.outbox_enqueue(&m).await.unwrap();
+    let crashed = store
+        .outbox_claim_batch("relay-a", 1, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(crashed.len(), 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let taken_over = store
+        .outbox_claim_batch("relay-b", 1, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken_over
+            .iter()
+            .map(|m| (&m.id, m.attempts))
+            .collect::<Vec<_>>(),
+        [(&m.id, 2)]
+    );
+    assert_eq!(taken_over[0].lease_owner.as_deref(), Some("relay-b"));
+}
+
+async fn correlations_put_get_take_expire(store: Store) {
+    let live = Correlation {
+        id: id(),
+        participant: "pricing".into(),
+        conversation_id: id(),
+        state: json!({ "basket": [1, 2] }),
+        expires_at: now_ms() + 60_000,
+    };
+    let expired = Correlation {
+        id: id(),
+        expires_at: now_ms() - 1,
+        ..live.clone()
+    };
+    store.correlation_put(&live).await.unwrap();
+    store.correlation_put(&expired).await.unwrap();
+    assert!(matches!(
+        store.correlation_put(&live).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.correlation_get(&live.id).await.unwrap(), live);
+    assert!(matches!(
+        store.correlation_get(&expired.id).await,
+        Err(StoreError::NotFound)
+    ));
+
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.correlation_take(&live.id).await.unwrap(), live);
+    tx.rollback().await.unwrap();
+    assert_eq!(store.correlation_take(&live.id).await.unwrap(), live);
+    assert!(matches!(
+        store.correlation_take(&live.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.correlation_take(&expired.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.correlations_purge_expired().await.unwrap(), 1);
+}
+
+async fn couriers_upsert_keeps_created_at(store: Store) {
+    let mut speedy = Courier {
+        id: id(),
+        name: "Speedy".into(),
+        lat: 52.37,
+        lon: 4.89,
+        busyness: 0.25,
+        reply_url: None,
+        created_at: 1,
+    };
+    let slow = Courier {
+        id: id(),
+        name: "Slow".into(),
+        busyness: 1.0,
+        created_at: 2,
+        ..speedy.clone()
+    };
+    store.courier_upsert(&speedy).await.unwrap();
+    store.courier_upsert(&slow).await.unwrap();
+    speedy.busyness = 0.75;
+    speedy.reply_url = Some("http://127.0.0.1:9/couriers/speedy".into());
+    store
+        .courier_upsert(&Courier {
+            created_at: 99,
+            ..speedy.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.couriers_list().await.unwrap(), [speedy, slow.clone()]);
+    let overloaded = store
+        .courier_upsert(&Courier {
+            busyness: 1.5,
+            ..slow
+        })
+        .await;
+    assert!(matches!(overloaded, Err(StoreError::Database(_))));
+}
+
+async fn idempotency_new_in_flight_done_mismatch(store: Store) {
+    let ttl = Duration::from_secs(3600);
+    let key = id();
+    let begin = |hash: &'static str| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .idempotency_begin("payments", &key, hash, ttl)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(begin("h1").await, IdempotencyBegin::New);
+    assert_eq!(begin("h1").await, IdempotencyBegin::InFlight);
+    assert_eq!(begin("h2").await, IdempotencyBegin::Mismatch);
+    let response = StoredResponse {
+        status: 201,
+        headers: json!({ "location": "/payments/1" }),
+        body: br#"{"paid":true}"#.to_vec(),
+    };
+    store
+        .idempotency_complete("payments", &key, &response)
+        .await
+        .unwrap();
+    assert_eq!(begin("h1").await, IdempotencyBegin::Done(response));
+    assert_eq!(begin("h2").await, IdempotencyBegin::Mismatch);
+    let other = store
+        .idempotency_begin("orders", &key, "h2", ttl)
+        .await
+        .unwrap();
+    assert_eq!(other, IdempotencyBegin::New, "keys are per participant");
+    assert!(matches!(
+        store.idempotency_release("payments", &key).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn idempotency_expired_or_released_key_is_new(store: Store) {
+    let key = id();
+    let begin = |hash: &'static str, ttl: Duration| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .idempotency_begin("payments", &key, hash, ttl)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(begin("h1", Duration::ZERO).await, IdempotencyBegin::New);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        begin("h2", Duration::from_secs(60)).await,
+        IdempotencyBegin::New
+    );
+    assert_eq!(
+        begin("h2", Duration::from_secs(60)).await,
+        IdempotencyBegin::InFlight
+    );
+    store.idempotency_release("payments", &key).await.unwrap();
+    assert_eq!(begin("h3", Duration::ZERO).await, IdempotencyBegin::New);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(store.idempotency_purge_expired().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn connect_rejects_unknown_schemes_without_leaking_details() {
+    let error = Store::connect("mysql://localhost/db").await.unwrap_err();
+    assert!(matches!(error, StoreError::Database(_)));
+    assert_eq!(error.to_string(), "database error");
+}
+
+#[tokio::test]
+async fn connect_accepts_sqlite_urls_and_reopens_migrated_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("url.db").display());
+    Store::connect(&url).await.unwrap().close().await;
+    let store = Store::connect(&url).await.unwrap();
+    assert_eq!(store.engine(), Engine::Sqlite);
+    assert!(store.couriers_list().await.unwrap().is_empty());
+}

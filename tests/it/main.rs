@@ -2,3 +2,4 @@
 
 mod basket;
 mod support;
+mod tokens;

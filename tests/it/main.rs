@@ -1,5 +1,6 @@
 //! Integration tests: one binary, real servers on port 0, real HTTP.
 
 mod basket;
+mod keys;
 mod support;
 mod tokens;

@@ -2,5 +2,6 @@
 
 mod basket;
 mod keys;
+mod split;
 mod support;
 mod tokens;

@@ -2,6 +2,7 @@
 
 mod basket;
 mod keys;
+mod snapshots;
 mod split;
 mod support;
 mod tokens;

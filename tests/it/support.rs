@@ -189,3 +189,10 @@ fn start(
         task: Some(task),
     }
 }
+
+impl Response {
+    /// Reads a response the test sent with `app.client` directly.
+    pub async fn read(r: reqwest::Response) -> Self {
+        Self::from(r).await
+    }
+}

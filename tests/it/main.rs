@@ -2,6 +2,10 @@
 
 mod basket;
 mod exchanges;
+mod keys;
 mod openapi;
 mod receiver;
+mod snapshots;
+mod split;
 mod support;
+mod tokens;

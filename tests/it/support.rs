@@ -148,3 +148,51 @@ pub fn token_of(href: &str) -> String {
         .map(|(_, t)| t.to_owned())
         .expect("a state link")
 }
+
+/// Starts two servers that know each other's address (a split deployment):
+/// both ports are bound first, then `tweak` gets both configurations and
+/// both base URLs, then both servers start.
+pub async fn spawn_pair(
+    tweak: impl FnOnce(&mut Config, &str, &mut Config, &str),
+) -> (TestApp, TestApp) {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (mut a, mut b) = (Config::new(dir_a.path()), Config::new(dir_b.path()));
+    let listener_a = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let listener_b = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base_a = format!("http://{}", listener_a.local_addr().unwrap());
+    let base_b = format!("http://{}", listener_b.local_addr().unwrap());
+    tweak(&mut a, &base_a, &mut b, &base_b);
+    (start(a, listener_a, dir_a), start(b, listener_b, dir_b))
+}
+
+/// Runs `config` on a bound listener.
+fn start(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    data_dir: tempfile::TempDir,
+) -> TestApp {
+    let address = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(conversant::server::run(config, listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        base: format!("http://{address}"),
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
+        data_dir,
+        shutdown: Some(tx),
+        task: Some(task),
+    }
+}
+
+impl Response {
+    /// Reads a response the test sent with `app.client` directly.
+    pub async fn read(r: reqwest::Response) -> Self {
+        Self::from(r).await
+    }
+}

@@ -97,6 +97,7 @@ impl Relay {
     ) -> Relay {
         let notify = Arc::new(Notify::new());
         let owner = format!("relay-{}", uuid::Uuid::now_v7());
+        tokio::spawn(listen(store.clone(), notify.clone()));
         tokio::spawn(run(
             store,
             http,
@@ -112,6 +113,27 @@ impl Relay {
     /// Tells the relay there is something to send now.
     pub fn wake(&self) {
         self.notify.notify_one();
+    }
+}
+
+/// On PostgreSQL, wakes the relay whenever any instance commits an outbox
+/// message; reconnects after a lost connection (polling covers the gap).
+async fn listen(store: Store, notify: Arc<Notify>) {
+    loop {
+        match store.outbox_listener().await {
+            Ok(None) => return,
+            Ok(Some(mut listener)) => loop {
+                match listener.recv().await {
+                    Ok(_) => notify.notify_one(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "outbox listener lost its connection");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::warn!(error = %e, "outbox listener could not connect"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

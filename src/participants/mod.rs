@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod menu;
 pub mod orders;
 pub mod payments;
+pub mod pipeline;
 pub mod pricing;
 pub mod stores;
 
@@ -22,7 +23,10 @@ use crate::participant::Participant;
 
 /// The documented routes of the catalog and of the given participants.
 pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
-    let mut router = catalog::router();
+    let mut router = catalog::router()
+        .routes(utoipa_axum::routes!(pipeline::outbox))
+        .routes(utoipa_axum::routes!(pipeline::dead_letters))
+        .routes(utoipa_axum::routes!(pipeline::redeliver));
     for &participant in hosted {
         let routes = match participant {
             Participant::Basket => basket::router(),

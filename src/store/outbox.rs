@@ -72,7 +72,10 @@ pub struct OutboxMessage {
 /// How many of a participant's messages are in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutboxCounts {
+    /// Waiting for delivery, including those retrying.
     pub pending: i64,
+    /// Pending after at least one failed attempt.
+    pub retrying: i64,
     pub delivered: i64,
     pub dead: i64,
 }
@@ -180,17 +183,22 @@ impl Store {
 
     /// How many of `participant`'s messages are pending, delivered and dead.
     pub async fn outbox_counts(&self, participant: &str) -> Result<OutboxCounts, StoreError> {
-        const SQL: &str =
-            "SELECT status, COUNT(*) FROM outbox WHERE participant = $1 GROUP BY status";
-        let rows: Vec<(OutboxStatus, i64)> = on_conn!(self.conn().await?.as_conn(), c => {
+        const SQL: &str = "SELECT status, last_error IS NOT NULL AS failed, COUNT(*) \
+             FROM outbox WHERE participant = $1 GROUP BY status, last_error IS NOT NULL";
+        let rows: Vec<(OutboxStatus, bool, i64)> = on_conn!(self.conn().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(participant).fetch_all(&mut *c).await?
         });
         let mut counts = OutboxCounts::default();
-        for (status, n) in rows {
+        for (status, failed, n) in rows {
             match status {
-                OutboxStatus::Pending => counts.pending = n,
-                OutboxStatus::Delivered => counts.delivered = n,
-                OutboxStatus::Dead => counts.dead = n,
+                OutboxStatus::Pending => {
+                    counts.pending += n;
+                    if failed {
+                        counts.retrying += n;
+                    }
+                }
+                OutboxStatus::Delivered => counts.delivered += n,
+                OutboxStatus::Dead => counts.dead += n,
             }
         }
         Ok(counts)
@@ -218,10 +226,16 @@ impl Tx {
     }
 }
 
+/// The PostgreSQL channel relays listen on: a notification is sent with
+/// every enqueue and delivered when its transaction commits, so relays on
+/// every instance wake at once instead of waiting for their next poll.
+pub const NOTIFY_CHANNEL: &str = "conversant_outbox";
+
 async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO outbox (id, participant, destination, kind, headers, body, \
          next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
-    on_conn!(conn, c => {
+    let mut conn = conn;
+    on_conn!(&mut conn, c => {
         sqlx::query(SQL)
             .bind(&m.id)
             .bind(&m.participant)
@@ -230,8 +244,29 @@ async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError>
             .bind(&m.headers)
             .bind(&m.body)
             .bind(now_ms())
-            .execute(&mut *c)
+            .execute(&mut **c)
             .await?;
     });
+    if let Conn::Postgres(c) = conn {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(NOTIFY_CHANNEL)
+            .execute(&mut *c)
+            .await?;
+    }
     Ok(())
+}
+
+impl Store {
+    /// A listener for outbox notifications, on PostgreSQL; `None` on SQLite,
+    /// where the in-process wake-up is all there is (one process per file).
+    pub async fn outbox_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        match &self.pool {
+            super::Pool::Postgres(pool) => {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(NOTIFY_CHANNEL).await?;
+                Ok(Some(listener))
+            }
+            super::Pool::Sqlite(_) => Ok(None),
+        }
+    }
 }

@@ -24,6 +24,7 @@
 pub mod app;
 pub mod config;
 pub mod conversation;
+pub mod crash;
 pub mod fault;
 pub mod hypermedia;
 pub mod ids;

@@ -183,7 +183,11 @@ async fn deliver(
     timeout: Duration,
     message: OutboxMessage,
 ) {
+    crate::crash::point("relay-mid-batch");
     let verdict = attempt(store, http, timeout, &message).await;
+    if matches!(verdict, Verdict::Delivered) {
+        crate::crash::point("relay-after-send");
+    }
     let result = match verdict {
         Verdict::Delivered => store.outbox_mark_delivered(&message.id).await,
         Verdict::Dead(error) => {

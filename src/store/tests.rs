@@ -539,6 +539,7 @@ async fn outbox_claim_retry_dead_redeliver(store: Store) {
         counts,
         OutboxCounts {
             pending: 1,
+            retrying: 1,
             delivered: 1,
             dead: 1
         }

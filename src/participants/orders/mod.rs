@@ -84,6 +84,7 @@ pub async fn raise_order(
         tracing::info!(order = %message.order_id, "duplicate raise-order: nothing to do twice");
         return Ok(accepted());
     }
+    crate::crash::point("inbox-after-claim");
     let order = Order {
         id: message.order_id.clone(),
         conversation_id: claims.cid.to_string(),
@@ -116,6 +117,7 @@ pub async fn raise_order(
     )
     .await?;
     tx.commit().await.map_err(Problem::internal)?;
+    crate::crash::point("after-commit");
     app.relay.wake();
     Ok(accepted())
 }

@@ -170,7 +170,7 @@ async fn charge_once(
                 .ok_or_else(|| Problem::internal("an inbox record without its response"))?;
             return Ok(stored);
         }
-        InboxClaim::Claimed => {}
+        InboxClaim::Claimed => crate::crash::point("inbox-after-claim"),
     }
     let (status, reason) = match card.outcome {
         Outcome::Declined => (PaymentStatus::Declined, Some("card_declined")),
@@ -240,6 +240,7 @@ async fn charge_once(
         .await?;
     }
     tx.commit().await.map_err(Problem::internal)?;
+    crate::crash::point("after-commit");
     if reply_to.is_some() {
         app.relay.wake();
     }

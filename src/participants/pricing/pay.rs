@@ -93,7 +93,7 @@ pub async fn pay(
 ) -> Result<Response, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, PAY)).await?;
     let quote: Quote = serde_json::from_value(claims.st.clone()).map_err(Problem::internal)?;
-    let order_id = uuid::Uuid::now_v7().to_string();
+    let order_id = order_id_for(&claims);
     let charge =
         json!({ "amount": quote.total, "currency": quote.currency, "attempt": claims.jti });
     let request = app.mint(
@@ -170,6 +170,22 @@ pub async fn pay(
         HeaderValue::from_static("respond-async"),
     );
     Ok(response)
+}
+
+/// The order id of a checkout attempt: derived from the conversation and the
+/// `pay` message, so a retried `pay` (same link) raises the very same order,
+/// which orders' inbox then recognises.
+fn order_id_for(claims: &Claims) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(claims.cid.0.as_bytes())
+        .chain_update(claims.jti.0.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 fn prefers_async(headers: &HeaderMap) -> bool {
@@ -348,6 +364,7 @@ async fn raise_order(
     let mut tx = app.store.begin().await.map_err(Problem::internal)?;
     exchange::enqueue_in_only(&mut tx, Pricing, destination, &minted.token, &json!({})).await?;
     tx.commit().await.map_err(Problem::internal)?;
+    crate::crash::point("after-commit");
     app.relay.wake();
     Ok(minted.claims)
 }

@@ -2,6 +2,7 @@
 
 mod basket;
 mod exchanges;
+mod instances;
 mod keys;
 mod openapi;
 mod receiver;

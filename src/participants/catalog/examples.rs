@@ -33,9 +33,12 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
             .into_response())
         }
         "in-out-query" => priced(app).await?.relay(Pricing),
-        "in-out-command" | "in-only" | "out-only" | "journals" => {
-            pay(app, GOOD_CARD, false).await?.relay(Pricing)
-        }
+        "in-out-command"
+        | "in-only"
+        | "out-only"
+        | "journals"
+        | "transactional-outbox"
+        | "transactional-inbox" => pay(app, GOOD_CARD, false).await?.relay(Pricing),
         "stateful-requestor" => pay(app, SLOW_CARD, true).await?.relay(Pricing),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"

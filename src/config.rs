@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::conversation::Signing;
 use crate::conversation::keys::MIN_HS256_SECRET;
+use crate::messaging::chaos::ChaosConfig;
 use crate::messaging::outbox::RetrySchedule;
 use crate::participant::Participant;
 
@@ -86,6 +87,19 @@ pub struct ServeArgs {
         default_value = "1s,5s,30s,2m,10m"
     )]
     pub retry_schedule: String,
+    /// In-Out-Retry: delays before re-sending an unanswered request (same message id).
+    #[arg(
+        long,
+        env = "CONVERSANT_EXCHANGE_RETRY",
+        default_value = "200ms,500ms,1s"
+    )]
+    pub exchange_retry: String,
+    /// Failures injected per participant, e.g. "payments:drop-first=1,delay=100ms;orders:fail=0.2".
+    #[arg(long, env = "CONVERSANT_CHAOS", default_value = "")]
+    pub chaos: String,
+    /// How long an Idempotency-Key is remembered, in seconds.
+    #[arg(long, env = "CONVERSANT_IDEMPOTENCY_TTL", default_value_t = 86_400)]
+    pub idempotency_ttl: u64,
     /// How long the slow test card keeps payments busy, in milliseconds.
     #[arg(long, env = "CONVERSANT_SLOW_CARD_MS", default_value_t = 7000)]
     pub slow_card_ms: u64,
@@ -118,9 +132,15 @@ pub struct Config {
     pub requestor_state: RequestorState,
     pub callback_allow: Vec<String>,
     pub retry_schedule: RetrySchedule,
+    /// In-Out-Retry: delays before a requestor re-sends an unanswered request.
+    pub exchange_retry: RetrySchedule,
     /// How often the relay looks for due messages when nothing woke it.
     pub relay_poll: Duration,
     pub slow_card_delay: Duration,
+    /// How long an Idempotency-Key is remembered.
+    pub idempotency_ttl: Duration,
+    /// Failures injected on purpose, per participant.
+    pub chaos: ChaosConfig,
     /// What payments tells clients to wait when the processor is unavailable.
     pub processor_retry_after: Duration,
 }
@@ -142,8 +162,11 @@ impl Config {
             requestor_state: RequestorState::Token,
             callback_allow: Vec::new(),
             retry_schedule: RetrySchedule::default(),
+            exchange_retry: RetrySchedule::parse("200ms,500ms,1s").expect("a valid schedule"),
             relay_poll: Duration::from_millis(500),
             slow_card_delay: Duration::from_secs(7),
+            idempotency_ttl: Duration::from_secs(86_400),
+            chaos: ChaosConfig::default(),
             processor_retry_after: Duration::from_secs(2),
         }
     }
@@ -206,8 +229,12 @@ impl Config {
             callback_allow: args.callback_allow,
             retry_schedule: RetrySchedule::parse(&args.retry_schedule)
                 .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?,
+            exchange_retry: RetrySchedule::parse(&args.exchange_retry)
+                .map_err(|e| anyhow::anyhow!("--exchange-retry: {e}"))?,
             relay_poll: Duration::from_millis(500),
             slow_card_delay: Duration::from_millis(args.slow_card_ms),
+            idempotency_ttl: Duration::from_secs(args.idempotency_ttl),
+            chaos: ChaosConfig::parse(&args.chaos).map_err(|e| anyhow::anyhow!("--chaos: {e}"))?,
             processor_retry_after: Duration::from_secs(2),
         })
     }

@@ -85,6 +85,13 @@ pub mod types {
         UNKNOWN_CONTINUATION = ("unknown-continuation", NOT_FOUND, "No conversation is waiting for this reply");
         LATE_REPLY = ("late-reply", GONE, "The reply came after the deadline");
         NOT_YET = ("not-yet", NOT_FOUND, "Not there yet");
+        NOT_CAPTURED = ("not-captured", CONFLICT, "The payment was never captured");
+        STORE_CLOSED = ("store-closed", UNPROCESSABLE_ENTITY, "The store is closed");
+        OUTSIDE_DELIVERY_AREA = ("outside-delivery-area", UNPROCESSABLE_ENTITY, "The address is outside the delivery area");
+        CHAOS = ("chaos", SERVICE_UNAVAILABLE, "A failure injected by the chaos setting");
+        INVALID_IDEMPOTENCY_KEY = ("invalid-idempotency-key", BAD_REQUEST, "The Idempotency-Key is not valid");
+        IDEMPOTENCY_IN_FLIGHT = ("idempotency-in-flight", CONFLICT, "A request with this Idempotency-Key is still being processed");
+        IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", UNPROCESSABLE_ENTITY, "The Idempotency-Key was used with a different request");
     }
 }
 

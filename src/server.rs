@@ -80,7 +80,12 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
         .chain(config.peers.values().map(String::as_str))
         .collect();
     let callbacks = CallbackPolicy::new(config.callback_allow.iter().map(String::as_str), known);
-    let sender = Sender::new(http, bases, config.peer_timeout);
+    let sender = Sender::new(
+        http,
+        bases,
+        config.peer_timeout,
+        config.exchange_retry.clone(),
+    );
     let (request_timeout, body_limit) = (config.request_timeout, config.body_limit);
     let state = AppState(Arc::new(App {
         config,

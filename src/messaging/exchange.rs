@@ -109,20 +109,27 @@ pub async fn enqueue_reply(
     .map_err(Problem::internal)
 }
 
-/// Queues a one-way message to a participant's step, carrying `token`.
+/// Queues a one-way message to a participant's step, carrying `token`, and
+/// a `Fault-To` continuation when the requestor wants to hear of failures
+/// (Robust In-Only).
 pub async fn enqueue_in_only(
     tx: &mut Tx,
     from: Participant,
     destination: String,
     token: &str,
+    fault_to: Option<&str>,
     body: &Value,
 ) -> Result<(), Problem> {
+    let mut headers = json!({ HEADER: token, "content-type": "application/json" });
+    if let Some(fault_to) = fault_to {
+        headers["fault-to"] = json!(fault_to);
+    }
     tx.outbox_enqueue(&NewOutboxMessage {
         id: uuid::Uuid::now_v7().to_string(),
         participant: from.as_str().to_owned(),
         destination,
         kind: KIND_IN_ONLY.to_owned(),
-        headers: json!({ HEADER: token, "content-type": "application/json" }),
+        headers,
         body: body.clone(),
     })
     .await

@@ -5,7 +5,9 @@
 //! paths. [`sender`] is the requestor's side of every exchange.
 
 pub mod callbacks;
+pub mod chaos;
 pub mod exchange;
+pub mod idempotency;
 pub mod journal;
 pub mod outbox;
 pub mod sender;

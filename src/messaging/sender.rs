@@ -13,6 +13,7 @@ use std::time::Duration;
 use http::StatusCode;
 use serde_json::Value;
 
+use super::outbox::RetrySchedule;
 use crate::conversation::continuation::HEADER;
 use crate::fault::{Problem, types};
 use crate::participant::Participant;
@@ -58,19 +59,56 @@ pub struct Sender {
     http: reqwest::Client,
     bases: HashMap<Participant, String>,
     timeout: Duration,
+    retry: RetrySchedule,
 }
 
 impl Sender {
     /// `bases`: the base URL of every participant that can be reached.
+    /// `retry`: the In-Out-Retry schedule of [`Sender::send_retrying`].
     pub fn new(
         http: reqwest::Client,
         bases: HashMap<Participant, String>,
         timeout: Duration,
+        retry: RetrySchedule,
     ) -> Self {
         Sender {
             http,
             bases,
             timeout,
+            retry,
+        }
+    }
+
+    /// In-Out-Retry: sends the *same* message (same token, so the same
+    /// message id, and an `Idempotency-Key` naming it) again after a timeout,
+    /// a lost connection or a 502/504, on the retry schedule with jitter. The
+    /// provider de-duplicates, so the effect happens once however many times
+    /// the message arrives. Domain faults are answers, never retried.
+    pub async fn send_retrying(
+        &self,
+        to: Participant,
+        path: &str,
+        token: &str,
+        message_id: &str,
+        body: Option<&Value>,
+    ) -> Result<Reply, SendError> {
+        let headers = [("idempotency-key", message_id)];
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let outcome = self.send_with(to, path, token, body, &headers).await;
+            let transient = match &outcome {
+                Err(SendError::Timeout(..) | SendError::Unreachable(..)) => true,
+                Ok(reply) => matches!(reply.status.as_u16(), 502 | 504),
+                Err(SendError::Unknown(_)) => false,
+            };
+            match self.retry.next_delay(attempt) {
+                Some(delay) if transient => {
+                    tracing::info!(%to, attempt, ?delay, "no answer: retrying the same message");
+                    tokio::time::sleep(delay).await;
+                }
+                _ => return outcome,
+            }
         }
     }
 

@@ -96,3 +96,11 @@ pub fn item_by_sku(sku: &str) -> Option<&'static Item> {
 pub fn store(id: &str) -> Option<&'static Store> {
     STORES.iter().find(|s| s.id == id)
 }
+
+/// Great-circle distance between two points, in kilometres.
+pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let (dp, dl) = ((lat2 - lat1).to_radians(), (lon2 - lon1).to_radians());
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    6371.0 * 2.0 * a.sqrt().atan2((1.0 - a).sqrt())
+}

@@ -50,5 +50,13 @@ pub fn router(app: AppState) -> Router {
             axum::routing::get(|| async { axum::Json(crate::openapi::document()) }),
         )
         .fallback(|| async { fault::for_status(http::StatusCode::NOT_FOUND) })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::messaging::chaos::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::messaging::idempotency::layer,
+        ))
         .with_state(app)
 }

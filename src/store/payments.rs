@@ -56,6 +56,18 @@ impl Store {
         }))
     }
 
+    /// The payments of a conversation, oldest first.
+    pub async fn payments_for_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Vec<Payment>, StoreError> {
+        const SQL: &str = "SELECT id, conversation_id, amount, currency, last4, status, reason, \
+             created_at FROM payments WHERE conversation_id = $1 ORDER BY created_at, id";
+        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+            sqlx::query_as(SQL).bind(conversation_id).fetch_all(&mut *c).await?
+        }))
+    }
+
     /// Moves a payment to `status`, recording `reason`; `NotFound` if absent.
     pub async fn set_payment_status(
         &self,

@@ -181,24 +181,6 @@ async fn an_async_reply_is_correlated_by_a_stateful_requestor() {
 }
 
 #[tokio::test]
-async fn a_slow_card_paid_synchronously_times_out() {
-    let app = spawn_with(|c| {
-        c.slow_card_delay = Duration::from_millis(600);
-        c.peer_timeout = Duration::from_millis(200);
-    })
-    .await;
-    let priced = priced(&app).await;
-    let timed_out = app
-        .post_json(
-            &priced.link("pay"),
-            json!({ "card_number": "4000000000000259" }),
-        )
-        .await;
-    assert_eq!(timed_out.status, 504, "{:#}", timed_out.body);
-    assert!(timed_out.has_link("retry"));
-}
-
-#[tokio::test]
 async fn a_reply_to_an_unknown_correlation_changes_nothing() {
     let app = spawn_with(|c| c.requestor_state = RequestorState::Store).await;
     let reply = app

@@ -6,6 +6,7 @@ mod instances;
 mod keys;
 mod openapi;
 mod receiver;
+mod repair;
 mod snapshots;
 mod split;
 mod support;

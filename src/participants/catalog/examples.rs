@@ -20,6 +20,8 @@ use crate::participants::basket::{self, BasketState, Line};
 const GOOD_CARD: &str = "4242424242424242";
 /// The card that answers only after the requestor's timeout.
 const SLOW_CARD: &str = "4000000000000259";
+/// The card that is always declined.
+const DECLINED_CARD: &str = "4000000000000002";
 
 /// Runs the example of an available pattern.
 pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
@@ -40,6 +42,11 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         | "transactional-outbox"
         | "transactional-inbox" => pay(app, GOOD_CARD, false).await?.relay(Pricing),
         "stateful-requestor" => pay(app, SLOW_CARD, true).await?.relay(Pricing),
+        // The faulty paths: each answers with what the client sees.
+        "robust-in-out" => relay_fault(pay(app, DECLINED_CARD, false).await?),
+        "in-out-retry" => pay(app, SLOW_CARD, false).await?.relay(Pricing),
+        "no-fault" => pay_closed_store(app, false).await?.relay(Pricing),
+        "robust-in-only" => pay_closed_store(app, true).await?.relay(Pricing),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"
         ))),
@@ -47,12 +54,18 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
 }
 
 fn sample_basket(app: &App) -> Result<(Minted, BasketState), Problem> {
-    let basket = BasketState {
-        items: vec![Line {
-            sku: "margherita".into(),
-            qty: 2,
-        }],
-    };
+    basket_of(
+        app,
+        BasketState {
+            items: vec![Line {
+                sku: "margherita".into(),
+                qty: 2,
+            }],
+        },
+    )
+}
+
+fn basket_of(app: &App, basket: BasketState) -> Result<(Minted, BasketState), Problem> {
     let st = serde_json::to_value(&basket).map_err(Problem::internal)?;
     let minted = app.mint(
         Basket,
@@ -66,9 +79,45 @@ fn sample_basket(app: &App) -> Result<(Minted, BasketState), Problem> {
 
 /// The sample basket, checked out: basket asks pricing (query-result).
 async fn priced(app: &App) -> Result<Reply, Problem> {
-    let (minted, _) = sample_basket(app)?;
+    let (_, basket) = sample_basket(app)?;
+    priced_basket(app, &basket).await
+}
+
+async fn priced_basket(app: &App, basket: &BasketState) -> Result<Reply, Problem> {
+    let (minted, _) = basket_of(app, basket.clone())?;
     let checkout = app.step_href(Basket, "/checkouts/checkout", &minted.token);
     Ok(app.sender.follow(Basket, &checkout, None, &[]).await?)
+}
+
+/// A fault is the example's answer: the client sees it as it is.
+fn relay_fault(reply: Reply) -> Result<Response, Problem> {
+    let mut response = (reply.status, reply.body.to_string()).into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(crate::fault::PROBLEM_JSON),
+    );
+    Ok(response)
+}
+
+/// Pancakes from the closed store, paid: orders cannot place the order.
+async fn pay_closed_store(app: &App, robust: bool) -> Result<Reply, Problem> {
+    let basket = BasketState {
+        items: vec![Line {
+            sku: "pancakes".into(),
+            qty: 1,
+        }],
+    };
+    let priced = priced_basket(app, &basket).await?;
+    let pay = link(&priced, "pay", Pricing)?;
+    Ok(app
+        .sender
+        .follow(
+            Pricing,
+            &pay,
+            Some(&json!({ "card_number": GOOD_CARD, "robust": robust })),
+            &[],
+        )
+        .await?)
 }
 
 /// The sample basket, checked out and paid.

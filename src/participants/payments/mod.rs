@@ -18,8 +18,10 @@
 //! fault) to that continuation, through its outbox.
 
 pub mod cards;
+mod refund;
 mod take;
 
+pub use refund::{REFUND, REFUND_REPLY, RefundRequest};
 pub use take::{PaymentAck, TAKE_PAYMENT, take_payment};
 
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +31,7 @@ use crate::app::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(take::take_payment))
+        .routes(routes!(take::take_payment, take::list_payments))
         .routes(routes!(take::get_payment))
+        .routes(routes!(refund::refund))
 }

@@ -95,10 +95,13 @@ pub async fn take_payment(
     })?;
     match exchange::async_reply(&headers, &app.callbacks)? {
         None => {
-            if card.outcome == Outcome::Slow {
+            let (stored, fresh) = charge_once(&app, &claims, &charge, &card, None).await?;
+            if fresh && card.outcome == Outcome::Slow {
+                // Charged and committed, but answered only after the
+                // requestor's timeout: its retry (same message) gets the
+                // stored answer at once (In-Out-Retry).
                 tokio::time::sleep(app.config.slow_card_delay).await;
             }
-            let stored = charge_once(&app, &claims, &charge, &card, None).await?;
             Ok(stored.into_response())
         }
         Some(reply_to) => {
@@ -123,13 +126,14 @@ pub async fn take_payment(
 
 /// Charges the card once per attempt: the inbox claim, the payment and the
 /// reply (and, when asynchronous, its outbox message) in one transaction.
+/// Returns the reply, and whether this call made it (not a replay).
 async fn charge_once(
     app: &App,
     claims: &Claims,
     charge: &Charge,
     card: &cards::Card,
     reply_to: Option<&AsyncReply>,
-) -> Result<Stored, Problem> {
+) -> Result<(Stored, bool), Problem> {
     if card.outcome == Outcome::ProcessorUnavailable {
         // Nothing happened: no claim, so a later retry of this attempt is processed.
         let fault = Problem::new(
@@ -153,7 +157,7 @@ async fn charge_once(
             tx.commit().await.map_err(Problem::internal)?;
             app.relay.wake();
         }
-        return Ok(stored);
+        return Ok((stored, true));
     }
     let mut tx = app.store.begin().await.map_err(Problem::internal)?;
     let dedupe = format!("{}:{TAKE_PAYMENT}:{}", claims.cid, charge.attempt);
@@ -168,7 +172,7 @@ async fn charge_once(
                 .response
                 .and_then(|r| serde_json::from_value(r).ok())
                 .ok_or_else(|| Problem::internal("an inbox record without its response"))?;
-            return Ok(stored);
+            return Ok((stored, false));
         }
         InboxClaim::Claimed => crate::crash::point("inbox-after-claim"),
     }
@@ -244,7 +248,7 @@ async fn charge_once(
     if reply_to.is_some() {
         app.relay.wake();
     }
-    Ok(stored)
+    Ok((stored, true))
 }
 
 /// Signs the reply (acknowledgement or fault) so the requestor can verify who sent it.
@@ -317,5 +321,54 @@ pub async fn get_payment(
                 "conversation",
                 app.root_href(&format!("/conversations/{}", payment.conversation_id)),
             ),
+    ))
+}
+
+/// The query of the payments listing.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ByConversation {
+    /// The conversation whose payments to list.
+    conversation: String,
+}
+
+#[utoipa::path(
+    get, path = "/payments", tag = "payments", operation_id = "list_payments",
+    summary = "The payments of a conversation (for audit: was anything charged twice?)",
+    params(ByConversation),
+    responses(
+        (status = 200, description = "The payments, oldest first", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 400, description = "No conversation given", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /payments/payments?conversation=ID`.
+pub async fn list_payments(
+    State(app): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<ByConversation>,
+) -> Result<Hal, Problem> {
+    let payments = app
+        .store
+        .payments_for_conversation(&query.conversation)
+        .await
+        .map_err(Problem::internal)?;
+    let items = payments
+        .iter()
+        .map(|p| {
+            Resource::new()
+                .fields(p)
+                .link("self", app.href(Payments, &format!("/payments/{}", p.id)))
+        })
+        .collect();
+    Ok(Hal::ok(
+        Resource::new()
+            .field("conversation", &query.conversation)
+            .field("count", payments.len())
+            .link(
+                "self",
+                app.href(
+                    Payments,
+                    &format!("/payments?conversation={}", query.conversation),
+                ),
+            )
+            .embed("payments", items),
     ))
 }

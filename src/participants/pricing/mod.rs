@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod order_fault;
 mod pay;
 
 use super::basket;
@@ -200,6 +201,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(view))
         .routes(routes!(pay::pay))
         .routes(routes!(pay::payment_reply))
+        .routes(routes!(order_fault::order_fault))
         .routes(routes!(cancel))
 }
 

@@ -31,7 +31,7 @@ use crate::fault::{self, Problem, types};
 use crate::hypermedia::{Hal, Input, Resource};
 use crate::messaging::exchange;
 use crate::participant::Participant::{Orders, Payments, Pricing};
-use crate::participants::orders::RAISE_ORDER;
+use crate::participants::orders::{ORDER_FAULT, RAISE_ORDER};
 use crate::participants::payments::{PaymentAck, TAKE_PAYMENT};
 use crate::store::{Correlation, MessageKind, now_ms};
 
@@ -47,13 +47,43 @@ const DURABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 #[derive(Deserialize)]
 pub struct Pay {
     pub card_number: String,
+    /// Where to deliver; the first store's own street when absent.
+    #[serde(default)]
+    pub address: Option<Address>,
+    /// Robust In-Only (default): orders faults back and the checkout refunds.
+    /// `false`: plain In-Only, whose failures stay with orders (No Fault).
+    #[serde(default)]
+    pub robust: Option<bool>,
 }
 
-/// What pricing must remember while an asynchronous payment is pending.
+/// A delivery address, as coordinates.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct Address {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+/// What pricing must remember until the order is raised: in the token of
+/// an asynchronous continuation, or in the store (stateful requestor).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Pending {
     quote: Quote,
     order_id: String,
+    #[serde(default)]
+    address: Option<Address>,
+    #[serde(default = "robust_by_default")]
+    robust: bool,
+}
+
+fn robust_by_default() -> bool {
+    true
+}
+
+/// What the fault-to continuation of a raised order remembers: enough to refund.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Refundable {
+    pub order_id: String,
+    pub payment_id: String,
 }
 
 /// "Raise order": the In-Only message to orders.
@@ -65,6 +95,7 @@ pub struct RaiseOrder {
     pub total: i64,
     pub currency: String,
     pub stores: Vec<String>,
+    pub address: Option<Address>,
 }
 
 #[utoipa::path(
@@ -104,11 +135,18 @@ pub async fn pay(
             .state(charge),
     )?;
     let body = json!({ "card_number": input.card_number });
-    let repair = |problem: Problem| repair_links(&app, problem, &claims, &quote);
+    let repair = |problem: Problem| repair_links(&app, problem, &claims, &token, &quote);
+    let (address, robust) = (input.address, input.robust.unwrap_or(true));
     if !prefers_async(&headers) {
         let reply = app
             .sender
-            .send(Payments, "/payments", &request.token, Some(&body))
+            .send_retrying(
+                Payments,
+                "/payments",
+                &request.token,
+                &request.claims.jti.to_string(),
+                Some(&body),
+            )
             .await
             .map_err(|e| repair(Problem::from(e)))?;
         let Some(ack_token) = reply.state.filter(|_| reply.status.is_success()) else {
@@ -128,7 +166,12 @@ pub async fn pay(
             )
             .await?;
         let ack: PaymentAck = serde_json::from_value(reply.body).map_err(Problem::internal)?;
-        let pending = Pending { quote, order_id };
+        let pending = Pending {
+            quote,
+            order_id,
+            address,
+            robust,
+        };
         let raised = raise_order(&app, &ack_claims, &pending, &ack).await?;
         let paid = app.mint(
             Pricing,
@@ -142,6 +185,8 @@ pub async fn pay(
     let pending = Pending {
         quote: quote.clone(),
         order_id: order_id.clone(),
+        address,
+        robust,
     };
     let reply_to = continuation(&app, &claims, &pending).await?;
     let reply = app
@@ -351,6 +396,24 @@ async fn raise_order(
         total: pending.quote.total,
         currency: pending.quote.currency.clone(),
         stores,
+        address: pending.address,
+    };
+    let fault_to = if pending.robust {
+        let refundable = Refundable {
+            order_id: pending.order_id.clone(),
+            payment_id: ack.payment_id.clone(),
+        };
+        let continuation = app.mint(
+            Pricing,
+            Next::after(after, RAISE_ORDER)
+                .to(&[Pricing])
+                .allow(&[ORDER_FAULT])
+                .state(serde_json::to_value(&refundable).map_err(Problem::internal)?)
+                .ttl(DURABLE_TTL),
+        )?;
+        Some(app.step_href(Pricing, "/checkouts/order-fault", &continuation.token))
+    } else {
+        None
     };
     let minted = app.mint(
         Pricing,
@@ -362,7 +425,15 @@ async fn raise_order(
     )?;
     let destination = app.sender.url(Orders, "/orders").map_err(Problem::from)?;
     let mut tx = app.store.begin().await.map_err(Problem::internal)?;
-    exchange::enqueue_in_only(&mut tx, Pricing, destination, &minted.token, &json!({})).await?;
+    exchange::enqueue_in_only(
+        &mut tx,
+        Pricing,
+        destination,
+        &minted.token,
+        fault_to.as_deref(),
+        &json!({}),
+    )
+    .await?;
     tx.commit().await.map_err(Problem::internal)?;
     crate::crash::point("after-commit");
     app.relay.wake();
@@ -391,7 +462,13 @@ fn ended(app: &App, claims: &Claims, status: &str, order_id: &str) -> Resource {
 
 /// A payment fault replaces the acknowledgement: the client gets a fresh
 /// token to pay again (another card), retry (when the processor was down) or cancel.
-fn repair_links(app: &App, problem: Problem, claims: &Claims, quote: &Quote) -> Problem {
+fn repair_links(
+    app: &App,
+    problem: Problem,
+    claims: &Claims,
+    token: &StateToken,
+    quote: &Quote,
+) -> Problem {
     let state = match serde_json::to_value(quote) {
         Ok(state) => state,
         Err(e) => return Problem::internal(e),
@@ -415,7 +492,9 @@ fn repair_links(app: &App, problem: Problem, claims: &Claims, quote: &Quote) -> 
         problem.kind().slug,
         "processor-unavailable" | "peer-timeout" | "peer-unavailable"
     ) {
-        problem = problem.link("retry", step("/checkouts/pay"));
+        // The same attempt again (the original token): if the payment was
+        // taken after all, payments answers with it instead of charging again.
+        problem = problem.link("retry", app.step_href(Pricing, "/checkouts/pay", &token.0));
     }
     problem
 }

@@ -1,0 +1,169 @@
+//! `Idempotency-Key` on public actions, as one layer (IETF httpapi draft
+//! semantics, and svix's `core/idempotency.rs` in spirit).
+//!
+//! A POST that carries `Idempotency-Key` is processed once per key: its
+//! response is stored and replayed for the same key (with
+//! `Idempotent-Replayed: true`); the same key while the first request is
+//! still running is answered 409; the same key with a different request
+//! (method, path, query, media type or body) is answered 422. A 5xx is not
+//! stored, so the client may retry it at once. Keys live for
+//! `--idempotency-ttl` (24 hours by default), scoped per participant.
+//!
+//! Messages between participants that de-duplicate through their inbox by
+//! message id (take-payment, refund) are left to the inbox: a requestor's
+//! retry of a slow request must be answered from the inbox as soon as the
+//! first attempt committed, not refused as "in flight".
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::app::AppState;
+use crate::fault::{Problem, types};
+use crate::store::{IdempotencyBegin, StoredResponse};
+
+pub const HEADER: &str = "idempotency-key";
+/// Steps whose inbox de-duplicates by message id instead.
+const INBOX_DEDUPLICATED: &[&str] = &["/payments/payments", "/payments/refunds"];
+/// Response headers kept for a replay.
+const REPLAYED_HEADERS: &[&str] = &[
+    "content-type",
+    "location",
+    "link",
+    "retry-after",
+    "preference-applied",
+    "conversation-state",
+];
+const MAX_KEY_LEN: usize = 255;
+
+/// The layer: `axum::middleware::from_fn_with_state(state, idempotency::layer)`.
+pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(key) = req
+        .headers()
+        .get(HEADER)
+        .map(|v| v.to_str().map(str::to_owned))
+    else {
+        return next.run(req).await;
+    };
+    if req.method() != Method::POST || INBOX_DEDUPLICATED.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let key = match key {
+        Ok(key) if !key.is_empty() && key.len() <= MAX_KEY_LEN => key,
+        _ => {
+            return Problem::new(
+                types::INVALID_IDEMPOTENCY_KEY,
+                "An Idempotency-Key is 1 to 255 visible ASCII characters.",
+            )
+            .into_response();
+        }
+    };
+    let scope = req
+        .uri()
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = to_bytes(body, app.config.body_limit).await else {
+        return Problem::new(
+            types::BODY_TOO_LARGE,
+            "The request body exceeds the size limit.",
+        )
+        .into_response();
+    };
+    let hash = request_hash(&parts.method, &parts.uri, &parts.headers, &bytes);
+    let begun = app
+        .store
+        .idempotency_begin(&scope, &key, &hash, app.config.idempotency_ttl)
+        .await;
+    match begun {
+        Err(e) => Problem::internal(e).into_response(),
+        Ok(IdempotencyBegin::InFlight) => Problem::new(
+            types::IDEMPOTENCY_IN_FLIGHT,
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+        )
+        .retry_after(1)
+        .into_response(),
+        Ok(IdempotencyBegin::Mismatch) => Problem::new(
+            types::IDEMPOTENCY_KEY_REUSED,
+            "This Idempotency-Key was used with a different request.",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::Done(stored)) => replay(stored),
+        Ok(IdempotencyBegin::New) => {
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
+            let (parts, body) = response.into_parts();
+            let Ok(bytes) = to_bytes(body, 16 * 1024 * 1024).await else {
+                let _ = app.store.idempotency_release(&scope, &key).await;
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            let outcome = if parts.status.is_server_error() {
+                app.store.idempotency_release(&scope, &key).await
+            } else {
+                let stored = StoredResponse {
+                    status: parts.status.as_u16(),
+                    headers: kept_headers(&parts.headers),
+                    body: bytes.to_vec(),
+                };
+                app.store.idempotency_complete(&scope, &key, &stored).await
+            };
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, "could not record an idempotent response");
+            }
+            Response::from_parts(parts, Body::from(bytes))
+        }
+    }
+}
+
+fn request_hash(method: &Method, uri: &http::Uri, headers: &HeaderMap, body: &[u8]) -> String {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    let digest = Sha256::new()
+        .chain_update(method.as_str())
+        .chain_update([0])
+        .chain_update(uri.to_string())
+        .chain_update([0])
+        .chain_update(content_type)
+        .chain_update([0])
+        .chain_update(body)
+        .finalize();
+    hex::encode(digest)
+}
+
+fn kept_headers(headers: &HeaderMap) -> Value {
+    let kept: Map<String, Value> = REPLAYED_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let value = headers.get(*name)?.to_str().ok()?;
+            Some(((*name).to_owned(), Value::String(value.to_owned())))
+        })
+        .collect();
+    Value::Object(kept)
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    for (name, value) in stored.headers.as_object().into_iter().flatten() {
+        if let (Ok(name), Some(Ok(value))) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            value.as_str().map(HeaderValue::from_str),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}

@@ -10,5 +10,6 @@ pub mod exchange;
 pub mod idempotency;
 pub mod journal;
 pub mod outbox;
+pub mod rules;
 pub mod sender;
 pub mod webhooks;

@@ -94,6 +94,7 @@ pub async fn list_patterns(State(app): State<AppState>) -> Hal {
                     .filter(|p| p.status == Status::Available)
                     .count(),
             )
+            .field("exchanges", crate::messaging::rules::ALL)
             .link("self", app.root_href("/patterns"))
             .link("start", app.root_href("/"))
             .embed("patterns", items),

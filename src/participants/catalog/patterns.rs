@@ -9,19 +9,7 @@ use serde::Serialize;
 
 use crate::participant::Participant::{self, *};
 
-/// The fault rule of an exchange: what may happen when it fails.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FaultRule {
-    /// A failure stays with the provider; the requestor never hears of it.
-    NoFault,
-    /// The message may trigger a fault, sent back to the requestor's fault-to.
-    MessageTriggersFault,
-    /// A fault may be sent instead of the reply.
-    FaultReplacesMessage,
-    /// Not an exchange: the rule belongs to the exchanges it is made of.
-    PerExchange,
-}
+pub use crate::messaging::rules::FaultRule;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -23,6 +23,7 @@ use crate::app::{App, AppState, Note};
 use crate::conversation::{Claims, Expect, Next, StateToken};
 use crate::fault::{Problem, types};
 use crate::messaging::exchange::{self, AsyncReply, KIND_IN_ONLY};
+use crate::messaging::rules;
 use crate::participant::Participant::{Orders, Pricing};
 use crate::participants::menu;
 use crate::store::{InboxClaim, MessageKind, NewOutboxMessage, Order, OrderStatus, now_ms};
@@ -85,7 +86,10 @@ pub async fn raise_order(
         .await
         .map_err(Problem::internal)?;
     let failure = check(&message);
-    if let (Some(problem), None) = (&failure, &fault_to) {
+    let exchange = rules::raise_order(fault_to.is_some());
+    if let Some(problem) = &failure
+        && !exchange.allows_fault(Orders, Pricing)
+    {
         return no_fault(&app, &claims, &token, problem.clone()).await;
     }
     let mut tx = app.store.begin().await.map_err(Problem::internal)?;

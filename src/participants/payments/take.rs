@@ -12,6 +12,7 @@ use crate::conversation::{Claims, Expect, Next, StateToken};
 use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Input, Resource};
 use crate::messaging::exchange::{self, AsyncReply};
+use crate::messaging::rules;
 use crate::participant::Participant::{Payments, Pricing};
 use crate::store::{InboxClaim, MessageKind, Payment, PaymentStatus, now_ms};
 
@@ -253,6 +254,11 @@ async fn charge_once(
 
 /// Signs the reply (acknowledgement or fault) so the requestor can verify who sent it.
 fn reply(app: &App, claims: &Claims, body: &Value, status: StatusCode) -> Result<Stored, Problem> {
+    if !status.is_success() && !rules::TAKE_PAYMENT.allows_fault(Payments, Pricing) {
+        return Err(Problem::internal(
+            "take-payment's fault rule forbids this fault",
+        ));
+    }
     let kind = if status.is_success() {
         MessageKind::Reply
     } else {

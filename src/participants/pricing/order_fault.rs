@@ -19,6 +19,7 @@ use crate::app::{AppState, Note};
 use crate::conversation::continuation::{HEADER, StateToken};
 use crate::conversation::{Expect, Next};
 use crate::fault::{Problem, types};
+use crate::messaging::rules;
 use crate::participant::Participant::{Orders, Payments, Pricing};
 use crate::participants::orders::ORDER_FAULT;
 use crate::participants::payments::{REFUND, REFUND_REPLY, RefundRequest};
@@ -69,7 +70,7 @@ pub async fn order_fault(
             Expect::step(Pricing, ORDER_FAULT).from(&[Orders]),
         )
         .await?;
-    if fault.cid != own.cid {
+    if !rules::RAISE_ORDER_ROBUST.allows_fault(Orders, Pricing) || fault.cid != own.cid {
         return Err(Problem::new(
             types::WRONG_ISSUER,
             "The fault belongs to another conversation.",

@@ -7,6 +7,7 @@
 
 pub mod basket;
 pub mod catalog;
+pub mod couriers;
 pub mod menu;
 pub mod orders;
 pub mod payments;
@@ -30,6 +31,7 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Stores => stores::router(),
             Participant::Payments => payments::router(),
             Participant::Orders => orders::router(),
+            Participant::Couriers => couriers::router(),
             _ => continue,
         };
         router = router.nest(&format!("/{participant}"), routes);

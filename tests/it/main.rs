@@ -6,6 +6,7 @@ mod keys;
 mod openapi;
 mod receiver;
 mod snapshots;
+mod solicit;
 mod split;
 mod support;
 mod tokens;

@@ -7,6 +7,8 @@
 
 pub mod basket;
 pub mod catalog;
+pub mod couriers;
+pub mod deliveries;
 pub mod menu;
 pub mod orders;
 pub mod payments;
@@ -34,6 +36,8 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Stores => stores::router(),
             Participant::Payments => payments::router(),
             Participant::Orders => orders::router(),
+            Participant::Deliveries => deliveries::router(),
+            Participant::Couriers => couriers::router(),
             _ => continue,
         };
         router = router.nest(&format!("/{participant}"), routes);

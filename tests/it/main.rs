@@ -8,6 +8,7 @@ mod openapi;
 mod receiver;
 mod repair;
 mod snapshots;
+mod solicit;
 mod split;
 mod support;
 mod tokens;

@@ -13,7 +13,7 @@ use crate::conversation::{Next, Pattern};
 use crate::fault::Problem;
 use crate::hypermedia::Hal;
 use crate::messaging::sender::Reply;
-use crate::participant::Participant::{self, Basket, Pricing};
+use crate::participant::Participant::{self, Basket, Deliveries, Pricing};
 use crate::participants::basket::{self, BasketState, Line};
 
 /// The card that always succeeds.
@@ -47,6 +47,7 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         "in-out-retry" => pay(app, SLOW_CARD, false).await?.relay(Pricing),
         "no-fault" => pay_closed_store(app, false).await?.relay(Pricing),
         "robust-in-only" => pay_closed_store(app, true).await?.relay(Pricing),
+        "out-in" | "subscriber-tracking" => solicit(app).await?.relay(Deliveries),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"
         ))),
@@ -137,6 +138,17 @@ async fn pay(app: &App, card: &str, respond_async: bool) -> Result<Reply, Proble
             Some(&json!({ "card_number": card })),
             headers,
         )
+        .await?)
+}
+
+/// Deliveries solicits its couriers for a pickup at the first store.
+async fn solicit(app: &App) -> Result<Reply, Problem> {
+    let store = crate::participants::menu::STORES[0];
+    let url = app.href(Deliveries, "/solicitations");
+    let body = json!({ "pickup": { "lat": store.lat, "lon": store.lon } });
+    Ok(app
+        .sender
+        .follow(Deliveries, &url, Some(&body), &[])
         .await?)
 }
 

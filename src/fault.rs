@@ -86,6 +86,7 @@ pub mod types {
         LATE_REPLY = ("late-reply", GONE, "The reply came after the deadline");
         NOT_YET = ("not-yet", NOT_FOUND, "Not there yet");
         NOT_CAPTURED = ("not-captured", CONFLICT, "The payment was never captured");
+        NOT_PLACED = ("not-placed", CONFLICT, "The order was never placed");
         STORE_CLOSED = ("store-closed", UNPROCESSABLE_ENTITY, "The store is closed");
         OUTSIDE_DELIVERY_AREA = ("outside-delivery-area", UNPROCESSABLE_ENTITY, "The address is outside the delivery area");
         CHAOS = ("chaos", SERVICE_UNAVAILABLE, "A failure injected by the chaos setting");

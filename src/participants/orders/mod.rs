@@ -10,10 +10,12 @@
 //! clients that cannot receive webhooks read the same events from the pull
 //! feed ([`events`]).
 
+mod cancel;
 pub mod events;
 mod raise;
 pub mod subscriptions;
 
+pub use cancel::{CANCEL_ORDER, CANCEL_REPLY};
 pub use raise::{DELIVERY_RADIUS_KM, ORDER_FAULT};
 
 use axum::extract::{Path, State};
@@ -67,6 +69,7 @@ pub async fn get_order(
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(raise::raise_order))
+        .routes(routes!(cancel::cancel_order))
         .routes(routes!(get_order))
         .routes(routes!(subscriptions::subscribe))
         .routes(routes!(

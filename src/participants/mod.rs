@@ -7,6 +7,7 @@
 
 pub mod basket;
 pub mod catalog;
+pub mod journal;
 pub mod menu;
 pub mod orders;
 pub mod payments;
@@ -30,8 +31,9 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Stores => stores::router(),
             Participant::Payments => payments::router(),
             Participant::Orders => orders::router(),
-            _ => continue,
+            _ => OpenApiRouter::new(),
         };
+        let routes = routes.merge(journal::router(participant));
         router = router.nest(&format!("/{participant}"), routes);
     }
     router

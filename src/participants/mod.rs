@@ -7,6 +7,7 @@
 
 pub mod basket;
 pub mod catalog;
+pub mod conversations;
 pub mod journal;
 pub mod menu;
 pub mod orders;
@@ -23,7 +24,7 @@ use crate::participant::Participant;
 
 /// The documented routes of the catalog and of the given participants.
 pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
-    let mut router = catalog::router();
+    let mut router = catalog::router().merge(conversations::router());
     for &participant in hosted {
         let routes = match participant {
             Participant::Basket => basket::router(),

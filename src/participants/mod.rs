@@ -7,8 +7,10 @@
 
 pub mod basket;
 pub mod catalog;
+pub mod conversations;
 pub mod couriers;
 pub mod deliveries;
+pub mod journal;
 pub mod menu;
 pub mod orders;
 pub mod payments;
@@ -26,6 +28,7 @@ use crate::participant::Participant;
 /// The documented routes of the catalog and of the given participants.
 pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
     let mut router = catalog::router()
+        .merge(conversations::router())
         .routes(utoipa_axum::routes!(pipeline::outbox))
         .routes(utoipa_axum::routes!(pipeline::dead_letters))
         .routes(utoipa_axum::routes!(pipeline::redeliver));
@@ -38,8 +41,9 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Orders => orders::router(),
             Participant::Deliveries => deliveries::router(),
             Participant::Couriers => couriers::router(),
-            _ => continue,
+            _ => OpenApiRouter::new(),
         };
+        let routes = routes.merge(journal::router(participant));
         router = router.nest(&format!("/{participant}"), routes);
     }
     router

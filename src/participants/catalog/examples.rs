@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::conversation::token::Minted;
 use crate::conversation::{Next, Pattern};
 use crate::fault::Problem;
-use crate::hypermedia::Hal;
+use crate::hypermedia::{Hal, Resource};
 use crate::messaging::sender::Reply;
 use crate::participant::Participant::{self, Basket, Deliveries, Pricing};
 use crate::participants::basket::{self, BasketState, Line};
@@ -38,9 +38,9 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         "in-out-command"
         | "in-only"
         | "out-only"
-        | "journals"
         | "transactional-outbox"
         | "transactional-inbox" => pay(app, GOOD_CARD, false).await?.relay(Pricing),
+        "journals" => journals(app, pay(app, GOOD_CARD, false).await?),
         "stateful-requestor" => pay(app, SLOW_CARD, true).await?.relay(Pricing),
         // The faulty paths: each answers with what the client sees.
         "robust-in-out" => relay_fault(pay(app, DECLINED_CARD, false).await?),
@@ -52,6 +52,41 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
             "available pattern {other} has no example"
         ))),
     }
+}
+
+/// A paid checkout, answered with the way to its transcript: the
+/// conversation merged from every participant's journal.
+fn journals(app: &App, paid: Reply) -> Result<Response, Problem> {
+    let Some(cid) = paid.body["conversation"]
+        .as_str()
+        .filter(|_| paid.status.is_success())
+        .map(str::to_owned)
+    else {
+        return paid.relay(Pricing);
+    };
+    let conversation = app.root_href(&format!("/conversations/{cid}"));
+    let mut resource = Resource::new()
+        .field("status", &paid.body["status"])
+        .field("conversation", &cid)
+        .field(
+            "detail",
+            "A checkout was paid: basket, pricing, payments and orders each journaled their side. \
+             Follow `conversation` for the merged transcript; orders' side appears once the In-Only order is placed.",
+        )
+        .titled_link(
+            "conversation",
+            conversation.clone(),
+            "The conversation, rebuilt from the journals and checked against its chain digest",
+        )
+        .titled_link(
+            "mermaid",
+            conversation,
+            "The same, as a Mermaid sequence diagram: GET with `Accept: text/vnd.mermaid`",
+        );
+    if let Some(order) = paid.body["_links"]["order"]["href"].as_str() {
+        resource = resource.titled_link("order", order, "The order the checkout raised");
+    }
+    Ok(Hal::ok(resource.link("start", app.root_href("/"))).into_response())
 }
 
 fn sample_basket(app: &App) -> Result<(Minted, BasketState), Problem> {

@@ -134,7 +134,7 @@ pub const PATTERNS: &[PatternInfo] = &[
         "journals",
         "activity",
         "Activities know messages sent and received",
-        Planned,
+        Available,
         PerExchange,
         [Basket, Pricing, Payments, Orders, Deliveries],
         "Each participant records the messages it sends and receives, so a conversation can be rebuilt from their journals.",

@@ -36,6 +36,8 @@ use crate::participants::payments::{PaymentAck, TAKE_PAYMENT};
 use crate::store::{Correlation, MessageKind, now_ms};
 
 pub const PAYMENT_REPLY: &str = "payment-reply";
+/// The step that mints a fault-to continuation (Robust In-Only).
+pub const FAULT_TO: &str = "fault-to";
 /// The client's turn after a fault: the same quote, a fresh token.
 pub const PAYMENT_FAILED: &str = "payment-failed";
 /// How long a pending asynchronous payment waits for its reply.
@@ -405,7 +407,7 @@ async fn raise_order(
         };
         let continuation = app.mint(
             Pricing,
-            Next::after(after, RAISE_ORDER)
+            Next::after(after, FAULT_TO)
                 .to(&[Pricing])
                 .allow(&[ORDER_FAULT])
                 .state(serde_json::to_value(&refundable).map_err(Problem::internal)?)

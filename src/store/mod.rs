@@ -66,9 +66,11 @@ pub mod events;
 pub mod idempotency;
 pub mod inbox;
 pub mod journal;
+pub mod listings;
 pub mod orders;
 pub mod outbox;
 pub mod payments;
+pub mod search_index;
 pub mod subscriptions;
 pub mod testing;
 #[cfg(test)]

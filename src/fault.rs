@@ -85,6 +85,9 @@ pub mod types {
         UNKNOWN_CONTINUATION = ("unknown-continuation", NOT_FOUND, "No conversation is waiting for this reply");
         LATE_REPLY = ("late-reply", GONE, "The reply came after the deadline");
         NOT_YET = ("not-yet", NOT_FOUND, "Not there yet");
+        UNINDEXABLE_STORE = ("unindexable-store", UNPROCESSABLE_ENTITY, "The store update cannot be indexed");
+        INVALID_QUERY = ("invalid-query", UNPROCESSABLE_ENTITY, "The query parameters are not valid");
+        BAD_WEBHOOK_SIGNATURE = ("bad-webhook-signature", UNAUTHORIZED, "The webhook signature does not verify");
     }
 }
 

@@ -94,6 +94,7 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
         relay,
         callbacks,
     }));
+    participants::start(&state).await?;
     Ok(participants::router(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

@@ -12,6 +12,7 @@ pub mod orders;
 pub mod payments;
 pub mod pipeline;
 pub mod pricing;
+pub mod search;
 pub mod stores;
 
 use axum::Router;
@@ -32,6 +33,7 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Basket => basket::router(),
             Participant::Pricing => pricing::router(),
             Participant::Stores => stores::router(),
+            Participant::Search => search::router(),
             Participant::Payments => payments::router(),
             Participant::Orders => orders::router(),
             _ => continue,
@@ -39,6 +41,19 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
         router = router.nest(&format!("/{participant}"), routes);
     }
     router
+}
+
+/// What the hosted participants do once, before serving: store information
+/// seeds its listings; search starts subscribing to them (in the background,
+/// retrying until store information answers).
+pub async fn start(app: &AppState) -> anyhow::Result<()> {
+    if app.hosts(Participant::Stores) {
+        stores::start(app).await?;
+    }
+    if app.hosts(Participant::Search) {
+        search::start(app.clone());
+    }
+    Ok(())
 }
 
 /// The whole application's routes for the participants `app` hosts.

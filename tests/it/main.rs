@@ -6,6 +6,7 @@ mod instances;
 mod keys;
 mod openapi;
 mod receiver;
+mod robust_out_only;
 mod snapshots;
 mod split;
 mod support;

@@ -93,6 +93,9 @@ pub mod types {
         INVALID_IDEMPOTENCY_KEY = ("invalid-idempotency-key", BAD_REQUEST, "The Idempotency-Key is not valid");
         IDEMPOTENCY_IN_FLIGHT = ("idempotency-in-flight", CONFLICT, "A request with this Idempotency-Key is still being processed");
         IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", UNPROCESSABLE_ENTITY, "The Idempotency-Key was used with a different request");
+        UNINDEXABLE_STORE = ("unindexable-store", UNPROCESSABLE_ENTITY, "The store update cannot be indexed");
+        INVALID_QUERY = ("invalid-query", UNPROCESSABLE_ENTITY, "The query parameters are not valid");
+        BAD_WEBHOOK_SIGNATURE = ("bad-webhook-signature", UNAUTHORIZED, "The webhook signature does not verify");
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
         relay,
         callbacks,
     }));
-    participants::couriers::register_on_start(state.clone());
+    participants::start(&state).await?;
     Ok(participants::router(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

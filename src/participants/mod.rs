@@ -16,6 +16,7 @@ pub mod orders;
 pub mod payments;
 pub mod pipeline;
 pub mod pricing;
+pub mod search;
 pub mod stores;
 
 use axum::Router;
@@ -37,16 +38,30 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Basket => basket::router(),
             Participant::Pricing => pricing::router(),
             Participant::Stores => stores::router(),
+            Participant::Search => search::router(),
             Participant::Payments => payments::router(),
             Participant::Orders => orders::router(),
             Participant::Deliveries => deliveries::router(),
             Participant::Couriers => couriers::router(),
-            _ => OpenApiRouter::new(),
         };
         let routes = routes.merge(journal::router(participant));
         router = router.nest(&format!("/{participant}"), routes);
     }
     router
+}
+
+/// What the hosted participants do once, before serving: store information
+/// seeds its listings; search subscribes to them and the couriers register
+/// with deliveries (both in the background, retrying until answered).
+pub async fn start(app: &AppState) -> anyhow::Result<()> {
+    if app.hosts(Participant::Stores) {
+        stores::start(app).await?;
+    }
+    if app.hosts(Participant::Search) {
+        search::start(app.clone());
+    }
+    couriers::register_on_start(app.clone());
+    Ok(())
 }
 
 /// The whole application's routes for the participants `app` hosts.

@@ -8,6 +8,7 @@ mod keys;
 mod openapi;
 mod receiver;
 mod repair;
+mod robust_out_only;
 mod snapshots;
 mod solicit;
 mod split;

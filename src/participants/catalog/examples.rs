@@ -13,7 +13,7 @@ use crate::conversation::{Next, Pattern};
 use crate::fault::Problem;
 use crate::hypermedia::{Hal, Resource};
 use crate::messaging::sender::Reply;
-use crate::participant::Participant::{self, Basket, Deliveries, Pricing};
+use crate::participant::Participant::{self, Basket, Deliveries, Pricing, Stores};
 use crate::participants::basket::{self, BasketState, Line};
 
 /// The card that always succeeds.
@@ -48,6 +48,7 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         "no-fault" => pay_closed_store(app, false).await?.relay(Pricing),
         "robust-in-only" => pay_closed_store(app, true).await?.relay(Pricing),
         "out-in" | "subscriber-tracking" => solicit(app).await?.relay(Deliveries),
+        "robust-out-only" => impossible_store_update(app).await?.relay(Stores),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"
         ))),
@@ -184,6 +185,22 @@ async fn solicit(app: &App) -> Result<Reply, Problem> {
     Ok(app
         .sender
         .follow(Deliveries, &url, Some(&body), &[])
+        .await?)
+}
+
+/// The store whose listing the Robust Out-Only example breaks (closed, so
+/// the open stores stay where search finds them).
+const EXAMPLE_STORE: &str = "night-owl";
+
+/// Robust Out-Only, the faulty path: a store update with an impossible
+/// latitude, which search cannot index. The answer is the updated listing;
+/// its `listing` link shows it become `needs-attention` once search's fault
+/// has arrived, with a `repair` link.
+async fn impossible_store_update(app: &App) -> Result<Reply, Problem> {
+    let update = app.href(Stores, &format!("/stores/{EXAMPLE_STORE}/update"));
+    Ok(app
+        .sender
+        .follow(Stores, &update, Some(&json!({ "lat": 123.4 })), &[])
         .await?)
 }
 

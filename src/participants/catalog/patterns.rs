@@ -178,12 +178,12 @@ pub const PATTERNS: &[PatternInfo] = &[
         "robust-out-only",
         "repair",
         "Message Triggers Fault: Robust Out-Only",
-        Planned,
+        Available,
         MessageTriggersFault,
         [Stores, Search],
-        "A notification that may trigger a fault back to the publisher.",
-        "Search cannot index a store update and faults back to store information.",
-        "The subscriber faults to the fault-to carried by the event."
+        "A notification that may trigger a fault back to the publisher: the event carries a fault-to continuation, and a subscriber that cannot process it acknowledges the delivery, then sends a fault there.",
+        "Store information publishes store.updated; search cannot index an impossible location and faults back, so the listing needs attention and offers a repair link.",
+        "The subscriber faults to the fault-to carried by the event; the publisher marks the listing until an update fixes it."
     ),
     pattern!(
         "robust-in-out",

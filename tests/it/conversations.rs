@@ -303,14 +303,18 @@ async fn an_unknown_conversation_is_404() {
 
 /// Runs `sql` (with the conversation id bound) against the app's database.
 async fn tamper(app: &TestApp, sql: &'static str, cid: &str) -> u64 {
-    let url = format!(
-        "sqlite://{}",
-        app.data_dir.path().join("conversant.db").display()
-    );
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let done = sqlx::query(sql).bind(cid).execute(&pool).await.unwrap();
-    pool.close().await;
-    done.rows_affected()
+    let url = app.database();
+    if url.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let done = sqlx::query(sql).bind(cid).execute(&pool).await.unwrap();
+        pool.close().await;
+        done.rows_affected()
+    } else {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let done = sqlx::query(sql).bind(cid).execute(&pool).await.unwrap();
+        pool.close().await;
+        done.rows_affected()
+    }
 }
 
 #[tokio::test]

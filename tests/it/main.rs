@@ -1,4 +1,5 @@
-//! Integration tests: one binary, real servers on port 0, real HTTP.
+//! Integration tests: one binary, real servers on port 0, real HTTP, every
+//! server on SQLite. `tests/pg` runs these same modules on PostgreSQL.
 
 mod basket;
 mod conversations;
@@ -14,3 +15,6 @@ mod solicit;
 mod split;
 mod support;
 mod tokens;
+
+/// The engine of every server these tests start (see `support`).
+pub const ENGINE: support::Engine = support::Engine::Sqlite;

@@ -80,8 +80,7 @@ async fn journal(
     cid: &str,
     ready: impl Fn(&[JournalEntry]) -> bool,
 ) -> Vec<JournalEntry> {
-    let path = app.data_dir.path().join("conversant.db");
-    let store = Store::connect(path.to_str().unwrap()).await.unwrap();
+    let store = Store::connect(&app.database()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let entries = store

@@ -102,10 +102,15 @@ fn contract(response: &Response) -> Value {
     }))
 }
 
+/// Both legs (`tests/it`, `tests/pg`) compare with the same files, so the
+/// name does not take the crate's module path as insta's default would.
 macro_rules! snapshot {
-    ($name:literal, $response:expr) => {
-        insta::assert_json_snapshot!($name, contract(&$response))
-    };
+    ($name:literal, $response:expr) => {{
+        let contract = contract(&$response);
+        insta::with_settings!({ prepend_module_to_snapshot => false }, {
+            insta::assert_json_snapshot!(concat!("it__snapshots__", $name), contract)
+        })
+    }};
 }
 
 /// A basket holding two margheritas.

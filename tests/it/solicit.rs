@@ -56,8 +56,7 @@ fn ids(answered: &Response, list: &str) -> Vec<String> {
 }
 
 async fn store_of(app: &TestApp) -> Store {
-    let path = app.data_dir.path().join("conversant.db");
-    Store::connect(path.to_str().unwrap()).await.unwrap()
+    Store::connect(&app.database()).await.unwrap()
 }
 
 /// Polls `check` every 50 ms for up to 10 s.

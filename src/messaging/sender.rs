@@ -139,11 +139,14 @@ impl Sender {
         headers: &[(&str, &str)],
     ) -> Result<Reply, SendError> {
         let url = self.url(to, path)?;
-        self.post(to, &url, Some(token), body, headers).await
+        self.post(to, &url, Some(token), body, headers, self.timeout)
+            .await
     }
 
     /// Follows a link as a client would: POSTs `url` (its token, if any, is
-    /// in the URL). `to` names the participant for errors.
+    /// in the URL). `to` names the participant for errors. A client's step
+    /// may itself wait for further exchanges (and their retries), so it is
+    /// given four times the exchange timeout.
     pub async fn follow(
         &self,
         to: Participant,
@@ -151,7 +154,8 @@ impl Sender {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Result<Reply, SendError> {
-        self.post(to, url, None, body, headers).await
+        self.post(to, url, None, body, headers, self.timeout * 4)
+            .await
     }
 
     async fn post(
@@ -161,6 +165,7 @@ impl Sender {
         token: Option<&str>,
         body: Option<&Value>,
         headers: &[(&str, &str)],
+        timeout: Duration,
     ) -> Result<Reply, SendError> {
         let mut request = self
             .http
@@ -169,7 +174,7 @@ impl Sender {
                 http::header::ACCEPT,
                 "application/hal+json, application/problem+json",
             )
-            .timeout(self.timeout);
+            .timeout(timeout);
         if let Some(token) = token {
             request = request.header(HEADER, token);
         }

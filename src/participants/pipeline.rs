@@ -63,7 +63,7 @@ pub struct Page {
     summary = "Messages whose delivery was given up, each with a redeliver link",
     params(("participant" = String, Path, description = "A hosted participant"), Page),
     responses(
-        (status = 200, description = "The dead letters, newest first", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 200, description = "The dead letters, oldest first", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 404, description = "No such participant here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]

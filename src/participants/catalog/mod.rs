@@ -245,7 +245,17 @@ pub async fn participant_index(
             .field("role", participant.role())
             .link("self", app.href(participant, ""))
             .link("start", app.root_href("/"))
-            .link("jwks", app.root_href("/.well-known/jwks.json")),
+            .link("jwks", app.root_href("/.well-known/jwks.json"))
+            .titled_link(
+                "outbox",
+                app.href(participant, "/outbox"),
+                "What it has to send, and its dead letters",
+            )
+            .titled_link(
+                "journal",
+                app.href(participant, "/journal?conversation={cid}"),
+                "Its journal of one conversation (put the id in)",
+            ),
     ))
 }
 

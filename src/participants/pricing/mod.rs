@@ -112,7 +112,7 @@ pub(crate) fn render(app: &App, minted: &Minted) -> Resource {
                 Property::text("card_number")
                     .required()
                     .prompt("Card number (test cards: see the README)")
-                    .regex("^[0-9 ]{12,23}$"),
+                    .regex("^[0-9 -]{12,23}$"),
             ],
         )
         .action(

@@ -117,12 +117,24 @@ pub struct RaiseOrder {
         (status = 504, description = "Payments did not answer in time", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
-/// `POST /pricing/checkouts/pay`.
+/// `POST /pricing/checkouts/pay`. The turn runs to its end even if the
+/// client hangs up: once payments has charged, the order must be raised.
 pub async fn pay(
     State(app): State<AppState>,
     token: StateToken,
     headers: HeaderMap,
     Input(input): Input<Pay>,
+) -> Result<Response, Problem> {
+    tokio::spawn(take_turn(app, token, headers, input))
+        .await
+        .map_err(Problem::internal)?
+}
+
+async fn take_turn(
+    app: AppState,
+    token: StateToken,
+    headers: HeaderMap,
+    input: Pay,
 ) -> Result<Response, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, PAY)).await?;
     let quote: Quote = serde_json::from_value(claims.st.clone()).map_err(Problem::internal)?;
@@ -182,7 +194,15 @@ pub async fn pay(
                 .allow(&[VIEW])
                 .state(json!({ "payment": ack, "order_id": pending.order_id, "total": pending.quote.total })),
         )?;
-        return Ok(Hal::ok(ended(&app, &paid.claims, "paid", &pending.order_id)).into_response());
+        let payment = app.href(Payments, &format!("/payments/{}", ack.payment_id));
+        return Ok(Hal::ok(
+            ended(&app, &paid.claims, "paid", &pending.order_id).titled_link(
+                "payment",
+                payment,
+                "The payment (its status shows a refund, if one was made)",
+            ),
+        )
+        .into_response());
     }
     let pending = Pending {
         quote: quote.clone(),

@@ -92,6 +92,11 @@ pub mod types {
         INVALID_IDEMPOTENCY_KEY = ("invalid-idempotency-key", BAD_REQUEST, "The Idempotency-Key is not valid");
         IDEMPOTENCY_IN_FLIGHT = ("idempotency-in-flight", CONFLICT, "A request with this Idempotency-Key is still being processed");
         IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", UNPROCESSABLE_ENTITY, "The Idempotency-Key was used with a different request");
+        UNKNOWN_STEP = ("unknown-step", UNPROCESSABLE_ENTITY, "No such routing-slip step");
+        EMPTY_ITINERARY = ("empty-itinerary", UNPROCESSABLE_ENTITY, "The routing slip names no step");
+        DUPLICATE_STEP = ("duplicate-step", UNPROCESSABLE_ENTITY, "The routing slip names a step twice");
+        STEP_BEFORE_PREREQUISITE = ("step-before-prerequisite", UNPROCESSABLE_ENTITY, "A routing-slip step comes before a step it needs");
+        TAMPERED_SLIP = ("tampered-slip", FORBIDDEN, "The routing slip is not what its requestor and its steps signed");
     }
 }
 

@@ -24,6 +24,7 @@ use crate::participant::Participant;
 /// The documented routes of the catalog and of the given participants.
 pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
     let mut router = catalog::router()
+        .merge(crate::flows::routing_slip::router())
         .routes(utoipa_axum::routes!(pipeline::outbox))
         .routes(utoipa_axum::routes!(pipeline::dead_letters))
         .routes(utoipa_axum::routes!(pipeline::redeliver));
@@ -36,6 +37,7 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Orders => orders::router(),
             _ => continue,
         };
+        let routes = routes.merge(crate::flows::routing_slip::routes_for(participant));
         router = router.nest(&format!("/{participant}"), routes);
     }
     router

@@ -47,6 +47,7 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         "in-out-retry" => pay(app, SLOW_CARD, false).await?.relay(Pricing),
         "no-fault" => pay_closed_store(app, false).await?.relay(Pricing),
         "robust-in-only" => pay_closed_store(app, true).await?.relay(Pricing),
+        "routing-slip" => routing_slip(app).await?.relay(Basket),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"
         ))),
@@ -138,6 +139,13 @@ async fn pay(app: &App, card: &str, respond_async: bool) -> Result<Reply, Proble
             headers,
         )
         .await?)
+}
+
+/// A slip through every step but `notify`, started as a client would.
+async fn routing_slip(app: &App) -> Result<Reply, Problem> {
+    let start = app.root_href("/routing-slips");
+    let body = crate::flows::routing_slip::example();
+    Ok(app.sender.follow(Basket, &start, Some(&body), &[]).await?)
 }
 
 fn link(reply: &Reply, rel: &str, from: Participant) -> Result<String, Problem> {

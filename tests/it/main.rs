@@ -7,6 +7,7 @@ mod keys;
 mod openapi;
 mod receiver;
 mod repair;
+mod routing_slip;
 mod snapshots;
 mod split;
 mod support;

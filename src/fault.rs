@@ -96,6 +96,11 @@ pub mod types {
         UNINDEXABLE_STORE = ("unindexable-store", UNPROCESSABLE_ENTITY, "The store update cannot be indexed");
         INVALID_QUERY = ("invalid-query", UNPROCESSABLE_ENTITY, "The query parameters are not valid");
         BAD_WEBHOOK_SIGNATURE = ("bad-webhook-signature", UNAUTHORIZED, "The webhook signature does not verify");
+        UNKNOWN_STEP = ("unknown-step", UNPROCESSABLE_ENTITY, "No such routing-slip step");
+        EMPTY_ITINERARY = ("empty-itinerary", UNPROCESSABLE_ENTITY, "The routing slip names no step");
+        DUPLICATE_STEP = ("duplicate-step", UNPROCESSABLE_ENTITY, "The routing slip names a step twice");
+        STEP_BEFORE_PREREQUISITE = ("step-before-prerequisite", UNPROCESSABLE_ENTITY, "A routing-slip step comes before a step it needs");
+        TAMPERED_SLIP = ("tampered-slip", FORBIDDEN, "The routing slip is not what its requestor and its steps signed");
     }
 }
 

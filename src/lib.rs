@@ -26,6 +26,7 @@ pub mod config;
 pub mod conversation;
 pub mod crash;
 pub mod fault;
+pub mod flows;
 pub mod hypermedia;
 pub mod ids;
 pub mod messaging;

@@ -30,6 +30,7 @@ use crate::participant::Participant;
 pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
     let mut router = catalog::router()
         .merge(conversations::router())
+        .merge(crate::flows::routing_slip::router())
         .routes(utoipa_axum::routes!(pipeline::outbox))
         .routes(utoipa_axum::routes!(pipeline::dead_letters))
         .routes(utoipa_axum::routes!(pipeline::redeliver));
@@ -45,6 +46,7 @@ pub fn api_router(hosted: &[Participant]) -> OpenApiRouter<AppState> {
             Participant::Couriers => couriers::router(),
         };
         let routes = routes.merge(journal::router(participant));
+        let routes = routes.merge(crate::flows::routing_slip::routes_for(participant));
         router = router.nest(&format!("/{participant}"), routes);
     }
     router

@@ -10,6 +10,7 @@ mod openapi;
 mod receiver;
 mod repair;
 mod robust_out_only;
+mod routing_slip;
 mod snapshots;
 mod solicit;
 mod split;

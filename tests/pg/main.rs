@@ -21,6 +21,8 @@ mod receiver;
 mod repair;
 #[path = "../it/robust_out_only.rs"]
 mod robust_out_only;
+#[path = "../it/routing_slip.rs"]
+mod routing_slip;
 #[path = "../it/snapshots.rs"]
 mod snapshots;
 #[path = "../it/solicit.rs"]

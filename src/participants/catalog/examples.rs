@@ -49,6 +49,7 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         "robust-in-only" => pay_closed_store(app, true).await?.relay(Pricing),
         "out-in" | "subscriber-tracking" => solicit(app).await?.relay(Deliveries),
         "robust-out-only" => impossible_store_update(app).await?.relay(Stores),
+        "routing-slip" => routing_slip(app).await?.relay(Basket),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"
         ))),
@@ -202,6 +203,13 @@ async fn impossible_store_update(app: &App) -> Result<Reply, Problem> {
         .sender
         .follow(Stores, &update, Some(&json!({ "lat": 123.4 })), &[])
         .await?)
+}
+
+/// A slip through every step but `notify`, started as a client would.
+async fn routing_slip(app: &App) -> Result<Reply, Problem> {
+    let start = app.root_href("/routing-slips");
+    let body = crate::flows::routing_slip::example();
+    Ok(app.sender.follow(Basket, &start, Some(&body), &[]).await?)
 }
 
 fn link(reply: &Reply, rel: &str, from: Participant) -> Result<String, Problem> {

@@ -43,6 +43,12 @@ pub async fn root(State(app): State<AppState>) -> Hal {
             "Start a checkout (turn taking: basket, pricing, payments, orders)",
             vec![],
         )
+        .action(
+            crate::flows::routing_slip::START,
+            app.root_href("/routing-slips"),
+            "Start a routing slip (you choose the steps; the signed slip travels with the message)",
+            crate::flows::routing_slip::start_properties(),
+        )
         .titled_link("patterns", app.root_href("/patterns"), "The pattern catalog")
         .titled_link("menu", app.href(Participant::Stores, "/menu"), "What the stores sell")
         .titled_link("jwks", app.root_href("/.well-known/jwks.json"), "Public keys of the participants hosted here")

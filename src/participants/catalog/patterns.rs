@@ -244,9 +244,9 @@ pub const PATTERNS: &[PatternInfo] = &[
         "routing-slip",
         "conversation",
         "Routing Slip",
-        Planned,
+        Available,
         PerExchange,
-        [Stores, Pricing, Payments, Orders],
+        [Basket, Stores, Pricing, Payments, Orders],
         "The requestor chooses the steps; a signed slip travels with the message and each step marks itself done.",
         "Validate address, price, pay, raise order, notify.",
         "A failed step compensates the completed ones in reverse order."

@@ -15,7 +15,8 @@
 //! last four digits leave this module.
 
 /// What taking a payment with a card does.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Succeeds,
     Declined,
@@ -26,7 +27,7 @@ pub enum Outcome {
 }
 
 /// A card number that passed the checks; only `last4` is kept.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Card {
     pub last4: String,
     pub outcome: Outcome,

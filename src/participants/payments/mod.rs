@@ -18,6 +18,7 @@
 //! fault) to that continuation, through its outbox.
 
 pub mod cards;
+pub mod methods;
 mod refund;
 mod take;
 
@@ -34,4 +35,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(take::take_payment, take::list_payments))
         .routes(routes!(take::get_payment))
         .routes(routes!(refund::refund))
+        .routes(routes!(methods::create))
 }

@@ -366,6 +366,27 @@ pub fn example() -> Value {
     })
 }
 
+/// Exchanges the card for payments' signed payment-method reference.
+async fn payment_method(app: &crate::app::App, card: &str) -> Result<String, Problem> {
+    let url = app.href(crate::participant::Participant::Payments, "/methods");
+    let reply = app
+        .sender
+        .follow(
+            crate::participant::Participant::Payments,
+            &url,
+            Some(&json!({ "card_number": card })),
+            &[],
+        )
+        .await?;
+    match reply.body["method"].as_str() {
+        Some(method) if reply.status.is_success() => Ok(method.to_owned()),
+        _ => Err(crate::fault::from_peer(
+            &reply.body,
+            crate::participant::Participant::Payments,
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -398,26 +419,5 @@ mod tests {
                 Step::ValidateAddress
             ]
         );
-    }
-}
-
-/// Exchanges the card for payments' signed payment-method reference.
-async fn payment_method(app: &crate::app::App, card: &str) -> Result<String, Problem> {
-    let url = app.href(crate::participant::Participant::Payments, "/methods");
-    let reply = app
-        .sender
-        .follow(
-            crate::participant::Participant::Payments,
-            &url,
-            Some(&json!({ "card_number": card })),
-            &[],
-        )
-        .await?;
-    match reply.body["method"].as_str() {
-        Some(method) if reply.status.is_success() => Ok(method.to_owned()),
-        _ => Err(crate::fault::from_peer(
-            &reply.body,
-            crate::participant::Participant::Payments,
-        )),
     }
 }

@@ -69,6 +69,7 @@ pub mod journal;
 pub mod orders;
 pub mod outbox;
 pub mod payments;
+pub mod sagas;
 pub mod solicitations;
 pub mod subscriptions;
 pub mod testing;

@@ -93,6 +93,8 @@ pub mod types {
         INVALID_IDEMPOTENCY_KEY = ("invalid-idempotency-key", BAD_REQUEST, "The Idempotency-Key is not valid");
         IDEMPOTENCY_IN_FLIGHT = ("idempotency-in-flight", CONFLICT, "A request with this Idempotency-Key is still being processed");
         IDEMPOTENCY_KEY_REUSED = ("idempotency-key-reused", UNPROCESSABLE_ENTITY, "The Idempotency-Key was used with a different request");
+        DELIVERY_STATE_CONFLICT = ("delivery-state-conflict", CONFLICT, "The delivery is not in a state that allows this");
+        INVALID_SIGNATURE = ("invalid-signature", UNAUTHORIZED, "The webhook signature does not verify");
     }
 }
 

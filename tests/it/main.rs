@@ -7,6 +7,7 @@ mod keys;
 mod openapi;
 mod receiver;
 mod repair;
+mod saga;
 mod snapshots;
 mod solicit;
 mod split;

@@ -48,6 +48,7 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         "no-fault" => pay_closed_store(app, false).await?.relay(Pricing),
         "robust-in-only" => pay_closed_store(app, true).await?.relay(Pricing),
         "out-in" | "subscriber-tracking" => solicit(app).await?.relay(Deliveries),
+        "process-manager" => delivery(app).await?.relay(Deliveries),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"
         ))),
@@ -146,6 +147,22 @@ async fn solicit(app: &App) -> Result<Reply, Problem> {
     let store = crate::participants::menu::STORES[0];
     let url = app.href(Deliveries, "/solicitations");
     let body = json!({ "pickup": { "lat": store.lat, "lon": store.lon } });
+    Ok(app
+        .sender
+        .follow(Deliveries, &url, Some(&body), &[])
+        .await?)
+}
+
+/// Deliveries starts a delivery saga from the first store to a drop-off nearby.
+async fn delivery(app: &App) -> Result<Reply, Problem> {
+    let store = crate::participants::menu::STORES[0];
+    let url = app.href(Deliveries, "/deliveries");
+    let body = json!({
+        "pickup": { "lat": store.lat, "lon": store.lon },
+        "dropoff": { "lat": store.lat + 0.01, "lon": store.lon + 0.01 },
+        "size": "medium",
+        "weight_kg": 2.0,
+    });
     Ok(app
         .sender
         .follow(Deliveries, &url, Some(&body), &[])

@@ -16,6 +16,7 @@
 
 mod offer;
 mod registry;
+pub mod saga;
 mod solicit;
 
 pub use solicit::{DEFAULT_DEADLINE_MS, MAX_DEADLINE_MS};
@@ -34,4 +35,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(solicit::solicit))
         .routes(routes!(solicit::solicitation_reply))
         .routes(routes!(offer::offer))
+        .routes(routes!(saga::create, saga::list))
+        .routes(routes!(saga::summary))
+        .routes(routes!(saga::get))
+        .routes(routes!(saga::cancel))
+        .routes(routes!(saga::reassign))
+        .routes(routes!(saga::report))
+        .routes(routes!(saga::notifications))
 }

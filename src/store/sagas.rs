@@ -92,9 +92,16 @@ pub struct SagaTimer {
     pub fired: bool,
 }
 
-const COLUMNS: &str = "id, order_id, payment_id, conversation_id, pickup_lat, pickup_lon, \
-     dropoff_lat, dropoff_lon, size, weight_kg, deadline_ms, state, courier_id, attempts, \
-     history, version, created_at, updated_at";
+macro_rules! select_deliveries {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, order_id, payment_id, conversation_id, pickup_lat, pickup_lon, \
+             dropoff_lat, dropoff_lon, size, weight_kg, deadline_ms, state, courier_id, \
+             attempts, history, version, created_at, updated_at FROM deliveries ",
+            $rest
+        )
+    };
+}
 
 const CLAIM_SQLITE: &str = "UPDATE saga_timers SET due_at = $1 WHERE id IN \
      (SELECT id FROM saga_timers WHERE fired = FALSE AND due_at <= $2 ORDER BY due_at, id LIMIT $3) \
@@ -135,17 +142,17 @@ impl Store {
     }
 
     pub async fn delivery_get(&self, id: &str) -> Result<Delivery, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1");
+        const SQL: &str = select_deliveries!("WHERE id = $1");
         let found: Option<Delivery> = on_conn!(self.conn().await?.as_conn(), c => {
-            sqlx::query_as(&sql).bind(id).fetch_optional(&mut *c).await?
+            sqlx::query_as(SQL).bind(id).fetch_optional(&mut *c).await?
         });
         found.ok_or(StoreError::NotFound)
     }
 
     pub async fn delivery_by_order(&self, order_id: &str) -> Result<Delivery, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE order_id = $1");
+        const SQL: &str = select_deliveries!("WHERE order_id = $1");
         let found: Option<Delivery> = on_conn!(self.conn().await?.as_conn(), c => {
-            sqlx::query_as(&sql).bind(order_id).fetch_optional(&mut *c).await?
+            sqlx::query_as(SQL).bind(order_id).fetch_optional(&mut *c).await?
         });
         found.ok_or(StoreError::NotFound)
     }
@@ -157,13 +164,12 @@ impl Store {
         limit: u32,
         offset: u64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM deliveries WHERE ($1 IS NULL OR state = $1) \
-             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        const SQL: &str = select_deliveries!(
+            "WHERE ($1 IS NULL OR state = $1) ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         );
         let state = state.map(DeliveryState::as_str);
         Ok(on_conn!(self.conn().await?.as_conn(), c => {
-            sqlx::query_as(&sql)
+            sqlx::query_as(SQL)
                 .bind(state)
                 .bind(i64::from(limit))
                 .bind(offset as i64)
@@ -210,7 +216,7 @@ impl Store {
     pub async fn saga_timer_fired(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE saga_timers SET fired = TRUE WHERE id = $1";
         on_conn!(self.conn().await?.as_conn(), c => {
-            sqlx::query(SQL).bind(id).execute(&mut *c).await?
+            sqlx::query(SQL).bind(id).execute(&mut *c).await?.rows_affected()
         });
         Ok(())
     }
@@ -256,7 +262,7 @@ impl Store {
              subscription_id = excluded.subscription_id, secret = excluded.secret";
         on_conn!(self.conn().await?.as_conn(), c => {
             sqlx::query(SQL).bind(publisher).bind(subscription_id).bind(secret)
-                .execute(&mut *c).await?
+                .execute(&mut *c).await?.rows_affected()
         });
         Ok(())
     }
@@ -288,7 +294,7 @@ impl Tx {
         const SQL: &str =
             "UPDATE saga_timers SET fired = TRUE WHERE delivery_id = $1 AND fired = FALSE";
         on_conn!(self.conn(), c => {
-            sqlx::query(SQL).bind(delivery_id).execute(&mut *c).await?
+            sqlx::query(SQL).bind(delivery_id).execute(&mut *c).await?.rows_affected()
         });
         Ok(())
     }
@@ -303,7 +309,7 @@ async fn add_timer(conn: Conn<'_>, t: &SagaTimer) -> Result<(), StoreError> {
          VALUES ($1, $2, $3, $4, $5)";
     on_conn!(conn, c => {
         sqlx::query(SQL).bind(&t.id).bind(&t.delivery_id).bind(&t.kind).bind(t.due_at)
-            .bind(t.fired).execute(&mut *c).await?
+            .bind(t.fired).execute(&mut *c).await?.rows_affected()
     });
     Ok(())
 }

@@ -162,6 +162,11 @@ async fn a_saga_timer_fires_after_a_restart() {
     let href = format!("/deliveries/deliveries/{id}");
     let done = until_state(&app, &href, "delivered", Duration::from_secs(20)).await;
     assert_eq!(states_of(&done["history"])[0], "soliciting");
+    let notes = done["history"].to_string();
+    assert!(
+        notes.contains("solicitation 1 of") && !notes.contains("soliciting again"),
+        "the timer fired once, on the restarted server: {notes}"
+    );
     app.stop().await;
 }
 
@@ -212,5 +217,15 @@ async fn cancelling_a_delivery_from_a_paid_checkout_cancels_the_order_and_refund
     );
     let order = app.get(&format!("/orders/orders/{order_id}")).await;
     assert_eq!(order.body["status"], "cancelled", "{:#}", order.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_process_manager_try_link_starts_a_delivery() {
+    let app = spawn_app().await;
+    let tried = app.post_empty("/patterns/process-manager/try").await;
+    assert_eq!(tried.status, 201, "{:#}", tried.body);
+    assert_eq!(tried.body["state"], "soliciting");
+    assert!(tried.has_link("cancel") && tried.has_link("reassign"));
     app.stop().await;
 }

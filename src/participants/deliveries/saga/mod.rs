@@ -34,12 +34,10 @@
 //! (60000); the simulated couriers' rides are `CONVERSANT_COURIER_PICKUP_MS`
 //! and `CONVERSANT_COURIER_DROPOFF_MS` (1000 each).
 
-mod http;
+pub mod api;
 mod steps;
 
-pub use http::{
-    CreateDelivery, cancel, create, get, list, notifications, reassign, report, summary,
-};
+pub use api::CreateDelivery;
 
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;

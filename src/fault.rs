@@ -101,6 +101,8 @@ pub mod types {
         DUPLICATE_STEP = ("duplicate-step", UNPROCESSABLE_ENTITY, "The routing slip names a step twice");
         STEP_BEFORE_PREREQUISITE = ("step-before-prerequisite", UNPROCESSABLE_ENTITY, "A routing-slip step comes before a step it needs");
         TAMPERED_SLIP = ("tampered-slip", FORBIDDEN, "The routing slip is not what its requestor and its steps signed");
+        DELIVERY_STATE_CONFLICT = ("delivery-state-conflict", CONFLICT, "The delivery is not in a state that allows this");
+        INVALID_SIGNATURE = ("invalid-signature", UNAUTHORIZED, "The webhook signature does not verify");
     }
 }
 

@@ -100,6 +100,8 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
         callbacks,
     }));
     participants::start(&state).await?;
+    participants::deliveries::saga::start(&state);
+    participants::deliveries::saga::subscribe_on_start(state.clone());
     Ok(participants::router(state)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))

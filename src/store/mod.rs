@@ -70,6 +70,7 @@ pub mod listings;
 pub mod orders;
 pub mod outbox;
 pub mod payments;
+pub mod sagas;
 pub mod search_index;
 pub mod solicitations;
 pub mod subscriptions;

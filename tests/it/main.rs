@@ -11,6 +11,7 @@ mod receiver;
 mod repair;
 mod robust_out_only;
 mod routing_slip;
+mod saga;
 mod snapshots;
 mod solicit;
 mod split;

@@ -23,6 +23,8 @@ mod repair;
 mod robust_out_only;
 #[path = "../it/routing_slip.rs"]
 mod routing_slip;
+#[path = "../it/saga.rs"]
+mod saga;
 #[path = "../it/snapshots.rs"]
 mod snapshots;
 #[path = "../it/solicit.rs"]

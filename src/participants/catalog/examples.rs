@@ -50,6 +50,7 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         "out-in" | "subscriber-tracking" => solicit(app).await?.relay(Deliveries),
         "robust-out-only" => impossible_store_update(app).await?.relay(Stores),
         "routing-slip" => routing_slip(app).await?.relay(Basket),
+        "process-manager" => delivery(app).await?.relay(Deliveries),
         other => Err(Problem::internal(format!(
             "available pattern {other} has no example"
         ))),
@@ -210,6 +211,22 @@ async fn routing_slip(app: &App) -> Result<Reply, Problem> {
     let start = app.root_href("/routing-slips");
     let body = crate::flows::routing_slip::example();
     Ok(app.sender.follow(Basket, &start, Some(&body), &[]).await?)
+}
+
+/// Deliveries starts a delivery saga from the first store to a drop-off nearby.
+async fn delivery(app: &App) -> Result<Reply, Problem> {
+    let store = crate::participants::menu::STORES[0];
+    let url = app.href(Deliveries, "/deliveries");
+    let body = json!({
+        "pickup": { "lat": store.lat, "lon": store.lon },
+        "dropoff": { "lat": store.lat + 0.01, "lon": store.lon + 0.01 },
+        "size": "medium",
+        "weight_kg": 2.0,
+    });
+    Ok(app
+        .sender
+        .follow(Deliveries, &url, Some(&body), &[])
+        .await?)
 }
 
 fn link(reply: &Reply, rel: &str, from: Participant) -> Result<String, Problem> {

@@ -255,7 +255,7 @@ pub const PATTERNS: &[PatternInfo] = &[
         "process-manager",
         "conversation",
         "Process Manager (Saga)",
-        Planned,
+        Available,
         PerExchange,
         [Deliveries, Couriers, Orders, Payments],
         "A central manager holds the state of each conversation and decides every next step, with timeouts and compensation.",

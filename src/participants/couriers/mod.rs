@@ -17,9 +17,11 @@
 //! The courier deliveries picks is then *offered* the job (In-Out,
 //! command-acknowledgement) and accepts it with a signed acknowledgement.
 
+mod jobs;
 mod offers;
 mod solicit;
 
+pub use jobs::{DELIVER, DELIVERY_REPORT, Job, Report};
 pub use offers::{Acceptance, JobOffer, OFFER, OFFER_REPLY};
 pub use solicit::{Availability, SOLICIT, SOLICITATION_REPLY, Solicitation};
 
@@ -263,6 +265,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(solicit::solicit))
         .routes(routes!(offers::offer))
+        .routes(routes!(jobs::deliver))
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 
 mod offer;
 mod registry;
+pub mod saga;
 mod solicit;
 
 pub use solicit::{DEFAULT_DEADLINE_MS, MAX_DEADLINE_MS};
@@ -34,4 +35,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(solicit::solicit))
         .routes(routes!(solicit::solicitation_reply))
         .routes(routes!(offer::offer))
+        .routes(routes!(saga::api::create, saga::api::list))
+        .routes(routes!(saga::api::summary))
+        .routes(routes!(saga::api::get))
+        .routes(routes!(saga::api::cancel))
+        .routes(routes!(saga::api::reassign))
+        .routes(routes!(saga::api::report))
+        .routes(routes!(saga::api::notifications))
 }

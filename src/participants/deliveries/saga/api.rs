@@ -1,0 +1,594 @@
+//! The saga's HTTP face: start a delivery, administer and report on them,
+//! and take the couriers' reports and orders' events.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::steps::AwaitingReport;
+use super::{TIMER_CANCEL, TIMER_SOLICIT, timer, transition};
+use crate::app::{App, AppState};
+use crate::conversation::continuation::HEADER;
+use crate::conversation::{Expect, StateToken, TokenError};
+use crate::fault::{self, Problem, types};
+use crate::hypermedia::{Hal, Input, Resource};
+use crate::messaging::webhooks;
+use crate::participant::Participant::{Couriers, Deliveries, Orders};
+use crate::participants::couriers::{DELIVERY_REPORT, Location, Report};
+use crate::participants::menu;
+use crate::store::now_ms;
+use crate::store::sagas::{Delivery, DeliveryState};
+
+const PAGE: u32 = 20;
+/// How far from the pickup the default drop-off of an order is (orders'
+/// events carry no address).
+const DEFAULT_DROPOFF_OFFSET: f64 = 0.01;
+
+/// The input of `create`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CreateDelivery {
+    pub pickup: Location,
+    pub dropoff: Location,
+    /// `small`, `medium` or `large`.
+    pub size: String,
+    /// 0 to 50 kg.
+    #[schema(minimum = 0, maximum = 50)]
+    pub weight_kg: f64,
+    /// When the parcel is ready: the first solicitation waits this long (0 to 86400000 ms).
+    #[serde(default)]
+    pub ready_in_ms: Option<i64>,
+    /// How long each solicitation gives the couriers, 100 to 10000 ms (default 1500).
+    #[serde(default)]
+    pub deadline_ms: Option<i64>,
+}
+
+fn new_delivery(
+    input: &CreateDelivery,
+    order: Option<(&str, &str)>,
+    note: &str,
+) -> Result<Delivery, Problem> {
+    if !input.pickup.is_valid() || !input.dropoff.is_valid() {
+        return Err(Problem::new(
+            types::INVALID_BODY,
+            "Coordinates are a latitude from -90 to 90 and a longitude from -180 to 180.",
+        ));
+    }
+    if !["small", "medium", "large"].contains(&input.size.as_str()) {
+        return Err(Problem::new(
+            types::INVALID_BODY,
+            "The size is `small`, `medium` or `large`.",
+        ));
+    }
+    if !(0.0..=50.0).contains(&input.weight_kg) {
+        return Err(Problem::new(
+            types::INVALID_BODY,
+            "The weight is 0 to 50 kg.",
+        ));
+    }
+    let deadline_ms = input
+        .deadline_ms
+        .unwrap_or(super::super::DEFAULT_DEADLINE_MS as i64);
+    if !(100..=super::super::MAX_DEADLINE_MS as i64).contains(&deadline_ms) {
+        return Err(Problem::new(
+            types::INVALID_BODY,
+            "The deadline is 100 to 10000 ms.",
+        ));
+    }
+    if !(0..=86_400_000).contains(&input.ready_in_ms.unwrap_or(0)) {
+        return Err(Problem::new(
+            types::INVALID_BODY,
+            "`ready_in_ms` is 0 to 86400000.",
+        ));
+    }
+    let at = now_ms();
+    Ok(Delivery {
+        id: format!("dlv_{}", uuid::Uuid::now_v7().simple()),
+        order_id: order.map(|o| o.0.to_owned()),
+        payment_id: order.map(|o| o.1.to_owned()).filter(|p| !p.is_empty()),
+        conversation_id: crate::ids::ConversationId::new().to_string(),
+        pickup_lat: input.pickup.lat,
+        pickup_lon: input.pickup.lon,
+        dropoff_lat: input.dropoff.lat,
+        dropoff_lon: input.dropoff.lon,
+        size: input.size.clone(),
+        weight_kg: input.weight_kg,
+        deadline_ms,
+        state: DeliveryState::Soliciting,
+        courier_id: None,
+        attempts: 0,
+        history: json!([{ "state": DeliveryState::Soliciting, "at": at, "note": note }]),
+        version: 0,
+        created_at: at,
+        updated_at: at,
+    })
+}
+
+/// Creates a delivery and schedules its first solicitation.
+pub async fn start_delivery(
+    app: &App,
+    input: &CreateDelivery,
+    order: Option<(&str, &str)>,
+    note: &str,
+) -> Result<(Delivery, bool), Problem> {
+    let delivery = new_delivery(input, order, note)?;
+    let first = timer(&delivery.id, TIMER_SOLICIT, input.ready_in_ms.unwrap_or(0));
+    let created = app
+        .store
+        .delivery_create(&delivery, &first)
+        .await
+        .map_err(Problem::internal)?;
+    Ok((delivery, created))
+}
+
+pub fn render(app: &App, d: &Delivery) -> Resource {
+    let href = app.href(Deliveries, &format!("/deliveries/{}", d.id));
+    let mut r = Resource::new()
+        .field("id", &d.id)
+        .field("state", d.state)
+        .field("order_id", &d.order_id)
+        .field("payment_id", &d.payment_id)
+        .field(
+            "pickup",
+            json!({ "lat": d.pickup_lat, "lon": d.pickup_lon }),
+        )
+        .field(
+            "dropoff",
+            json!({ "lat": d.dropoff_lat, "lon": d.dropoff_lon }),
+        )
+        .field("size", &d.size)
+        .field("weight_kg", d.weight_kg)
+        .field("courier_id", &d.courier_id)
+        .field("attempts", d.attempts)
+        .field("max_attempts", super::max_attempts())
+        .field("history", &d.history)
+        .field("conversation", &d.conversation_id)
+        .field("created_at", d.created_at)
+        .field("updated_at", d.updated_at)
+        .link("self", href.clone())
+        .link("collection", app.href(Deliveries, "/deliveries"))
+        .link(
+            "conversation",
+            app.root_href(&format!("/conversations/{}", d.conversation_id)),
+        );
+    if !d.state.is_final() && d.state != DeliveryState::Compensating {
+        r = r.action(
+            "cancel",
+            format!("{href}/cancel"),
+            "Cancel the delivery (compensates)",
+            vec![],
+        );
+        if d.state != DeliveryState::Delivered {
+            r = r.action(
+                "reassign",
+                format!("{href}/reassign"),
+                "Solicit the couriers again",
+                vec![],
+            );
+        }
+    }
+    r
+}
+
+#[utoipa::path(
+    post, path = "/deliveries", tag = "deliveries", operation_id = "create_delivery",
+    summary = "Start a delivery saga (Process Manager): solicit, assign, pick up, deliver",
+    request_body(content((CreateDelivery = "application/json"))),
+    responses(
+        (status = 201, description = "The delivery, soliciting", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Bad coordinates, size, weight or timing", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /deliveries/deliveries`.
+pub async fn create(
+    State(app): State<AppState>,
+    Input(input): Input<CreateDelivery>,
+) -> Result<Response, Problem> {
+    let (delivery, _) = start_delivery(&app, &input, None, "created").await?;
+    let location = app.href(Deliveries, &format!("/deliveries/{}", delivery.id));
+    Ok((
+        [(http::header::LOCATION, location)],
+        Hal(StatusCode::CREATED, render(&app, &delivery)),
+    )
+        .into_response())
+}
+
+/// The query of `list`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Only deliveries in this state.
+    state: Option<String>,
+    /// The page, from 0.
+    page: Option<u64>,
+}
+
+#[utoipa::path(
+    get, path = "/deliveries", tag = "deliveries", operation_id = "list_deliveries",
+    summary = "The deliveries, newest first, by state and page (central administration)",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of deliveries, with `next` when there is more", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 422, description = "Unknown state", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /deliveries/deliveries`.
+pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Result<Hal, Problem> {
+    let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
+        Some(s) => Some(
+            s.parse::<DeliveryState>()
+                .map_err(|_| Problem::new(types::INVALID_BODY, format!("No state `{s}`.")))?,
+        ),
+        None => None,
+    };
+    let page = q.page.unwrap_or(0);
+    let mut found = app
+        .store
+        .delivery_list(state, PAGE + 1, page * u64::from(PAGE))
+        .await
+        .map_err(Problem::internal)?;
+    let more = found.len() > PAGE as usize;
+    found.truncate(PAGE as usize);
+    let base = app.href(Deliveries, "/deliveries");
+    let filter = state.map(|s| format!("state={s}&")).unwrap_or_default();
+    let mut r = Resource::new()
+        .field("page", page)
+        .field("count", found.len())
+        .link("self", format!("{base}?{filter}page={page}"))
+        .link("summary", app.href(Deliveries, "/deliveries/summary"))
+        .action("create", base.clone(), "Start a delivery", vec![]);
+    if more {
+        r = r.link("next", format!("{base}?{filter}page={}", page + 1));
+    }
+    if page > 0 {
+        r = r.link("prev", format!("{base}?{filter}page={}", page - 1));
+    }
+    Ok(Hal::ok(r.embed(
+        "deliveries",
+        found.iter().map(|d| render(&app, d)).collect(),
+    )))
+}
+
+#[utoipa::path(
+    get, path = "/deliveries/{id}", tag = "deliveries", operation_id = "get_delivery",
+    summary = "A delivery: its state, history and next actions",
+    params(("id" = String, Path, description = "The delivery")),
+    responses(
+        (status = 200, description = "The delivery", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such delivery", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /deliveries/deliveries/{id}`.
+pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Hal, Problem> {
+    let d = app
+        .store
+        .delivery_get(&id)
+        .await
+        .map_err(|e| fault::from_store(e, "delivery"))?;
+    Ok(Hal::ok(render(&app, &d)))
+}
+
+#[utoipa::path(
+    get, path = "/deliveries/summary", tag = "deliveries", operation_id = "delivery_summary",
+    summary = "Reporting: deliveries per state, and the mean seconds spent in each stage",
+    responses(
+        (status = 200, description = "The summary", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+    )
+)]
+/// `GET /deliveries/deliveries/summary`.
+pub async fn summary(State(app): State<AppState>) -> Result<Hal, Problem> {
+    let rows = app
+        .store
+        .delivery_histories(10_000)
+        .await
+        .map_err(Problem::internal)?;
+    let mut counts = serde_json::Map::new();
+    let mut spent: std::collections::BTreeMap<String, (f64, u32)> = Default::default();
+    for s in DeliveryState::ALL {
+        counts.insert(s.as_str().to_owned(), json!(0));
+    }
+    for (state, history) in &rows {
+        let n = counts[state.as_str()].as_i64().unwrap_or(0);
+        counts.insert(state.as_str().to_owned(), json!(n + 1));
+        let steps = history.as_array().cloned().unwrap_or_default();
+        for pair in steps.windows(2) {
+            let (Some(stage), Some(from), Some(to)) = (
+                pair[0]["state"].as_str(),
+                pair[0]["at"].as_i64(),
+                pair[1]["at"].as_i64(),
+            ) else {
+                continue;
+            };
+            let e = spent.entry(stage.to_owned()).or_default();
+            e.0 += (to - from) as f64 / 1000.0;
+            e.1 += 1;
+        }
+    }
+    let means: serde_json::Map<String, Value> = spent
+        .into_iter()
+        .map(|(k, (t, n))| (k, json!(t / f64::from(n))))
+        .collect();
+    Ok(Hal::ok(
+        Resource::new()
+            .field("total", rows.len())
+            .field("counts", counts)
+            .field("mean_seconds_per_stage", means)
+            .link("self", app.href(Deliveries, "/deliveries/summary"))
+            .link("deliveries", app.href(Deliveries, "/deliveries")),
+    ))
+}
+
+async fn admin(app: &App, id: &str, cancel: bool) -> Result<Hal, Problem> {
+    let mut d = app
+        .store
+        .delivery_get(id)
+        .await
+        .map_err(|e| fault::from_store(e, "delivery"))?;
+    if d.state.is_final() || d.state == DeliveryState::Compensating {
+        return Err(Problem::new(
+            types::DELIVERY_STATE_CONFLICT,
+            format!("The delivery is {}: nothing to change.", d.state),
+        )
+        .link(
+            "delivery",
+            app.href(Deliveries, &format!("/deliveries/{id}")),
+        ));
+    }
+    let moved = if cancel {
+        transition(
+            app,
+            &mut d,
+            DeliveryState::Compensating,
+            "cancelled by an administrator",
+            Some(timer(id, TIMER_CANCEL, 0)),
+        )
+        .await?
+    } else {
+        d.attempts = 0;
+        d.courier_id = None;
+        transition(
+            app,
+            &mut d,
+            DeliveryState::Soliciting,
+            "reassigned by an administrator",
+            Some(timer(id, TIMER_SOLICIT, 0)),
+        )
+        .await?
+    };
+    if !moved {
+        return Err(Problem::new(
+            types::DELIVERY_STATE_CONFLICT,
+            "The delivery moved meanwhile; look again.",
+        ));
+    }
+    Ok(Hal::ok(render(app, &d)))
+}
+
+#[utoipa::path(
+    post, path = "/deliveries/{id}/cancel", tag = "deliveries", operation_id = "cancel_delivery",
+    summary = "Cancel a running delivery: the saga compensates (cancels the order, refunds the payment)",
+    params(("id" = String, Path, description = "The delivery")),
+    responses(
+        (status = 200, description = "Compensating", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such delivery", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The delivery is over or already compensating", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /deliveries/deliveries/{id}/cancel`.
+pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Result<Hal, Problem> {
+    admin(&app, &id, true).await
+}
+
+#[utoipa::path(
+    post, path = "/deliveries/{id}/reassign", tag = "deliveries", operation_id = "reassign_delivery",
+    summary = "Solicit the couriers again for a running delivery (the attempts start over)",
+    params(("id" = String, Path, description = "The delivery")),
+    responses(
+        (status = 200, description = "Soliciting", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No such delivery", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The delivery is over or compensating", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /deliveries/deliveries/{id}/reassign`.
+pub async fn reassign(State(app): State<AppState>, Path(id): Path<String>) -> Result<Hal, Problem> {
+    admin(&app, &id, false).await
+}
+
+/// The query of a report: the continuation it was sent to.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ReportTarget {
+    /// Deliveries' own continuation, naming the delivery, the courier and the attempt.
+    state: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/deliveries/{id}/reports", tag = "deliveries", operation_id = "delivery_report",
+    summary = "A courier reports pickup or drop-off to the saga's Reply-To continuation",
+    params(
+        ("id" = String, Path, description = "The delivery"),
+        ReportTarget,
+        ("Conversation-State" = String, Header, description = "Couriers' signed report"),
+    ),
+    request_body(content = Report, description = "Mirrors the courier's token", content_type = "application/json"),
+    responses(
+        (status = 204, description = "Taken"),
+        (status = 401, description = "A token is missing, invalid or expired", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "Not this delivery's courier, or not signed by couriers", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The saga has moved on (reassigned, cancelled)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /deliveries/deliveries/{id}/reports` (`delivery-report`).
+pub async fn report(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(target): Query<ReportTarget>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Problem> {
+    let own = app
+        .verify(
+            &StateToken(target.state.ok_or(TokenError::Missing)?),
+            Expect::step(Deliveries, DELIVERY_REPORT).from(&[Deliveries]),
+        )
+        .await?;
+    let awaiting: AwaitingReport =
+        serde_json::from_value(own.st.clone()).map_err(Problem::internal)?;
+    let courier_token = headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let theirs = app
+        .verify(
+            &StateToken(courier_token),
+            Expect::step(Deliveries, DELIVERY_REPORT).from(&[Couriers]),
+        )
+        .await?;
+    let report: Report = serde_json::from_value(theirs.st.clone()).map_err(|e| {
+        Problem::new(
+            types::INVALID_BODY,
+            format!("The report cannot be read: {e}."),
+        )
+    })?;
+    if awaiting.delivery != id || report.delivery_id != id || report.courier_id != awaiting.courier
+    {
+        return Err(Problem::new(
+            types::WRONG_ISSUER,
+            "This report is not for this delivery's courier.",
+        )
+        .in_conversation(own.cid));
+    }
+    let mut d = app
+        .store
+        .delivery_get(&id)
+        .await
+        .map_err(|e| fault::from_store(e, "delivery"))?;
+    let stale = || {
+        Problem::new(
+            types::DELIVERY_STATE_CONFLICT,
+            format!("The delivery is {}; this report changes nothing.", d.state),
+        )
+        .in_conversation(own.cid)
+    };
+    if d.attempts != awaiting.attempt || d.courier_id.as_deref() != Some(awaiting.courier.as_str())
+    {
+        return Err(stale());
+    }
+    let (to, next) = match (d.state, report.status.as_str()) {
+        (DeliveryState::Assigned, "picked-up") => (
+            DeliveryState::PickedUp,
+            Some(timer(&id, super::TIMER_REPORT, *super::REPORT_TIMEOUT_MS)),
+        ),
+        (DeliveryState::Assigned | DeliveryState::PickedUp, "delivered") => {
+            (DeliveryState::Delivered, None)
+        }
+        (s, r) if s.as_str() == r => return Ok(StatusCode::NO_CONTENT),
+        _ => return Err(stale()),
+    };
+    let note = format!("{} reports {}", awaiting.courier, report.status);
+    if !transition(&app, &mut d, to, &note, next).await? {
+        return Err(Problem::new(
+            types::DELIVERY_STATE_CONFLICT,
+            "The delivery moved meanwhile.",
+        )
+        .in_conversation(own.cid));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post, path = "/notifications", tag = "deliveries", operation_id = "deliveries_notification",
+    summary = "Orders' events (CloudEvents, Standard Webhooks signature): each order.placed starts a delivery",
+    responses(
+        (status = 204, description = "Taken (a repeated event changes nothing)"),
+        (status = 401, description = "The signature does not verify", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /deliveries/notifications`.
+pub async fn notifications(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, Problem> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let secret = app
+        .store
+        .saga_subscription(Orders.as_str())
+        .await
+        .map_err(Problem::internal)?
+        .map(|s| s.1);
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or(0);
+    let verified = secret.is_some_and(|s| {
+        webhooks::verify(
+            &s,
+            &header("webhook-id"),
+            timestamp,
+            &body,
+            &header("webhook-signature"),
+        )
+    });
+    if !verified || (now_ms() / 1000 - timestamp).abs() > 300 {
+        return Err(Problem::new(
+            types::INVALID_SIGNATURE,
+            "The webhook signature does not verify.",
+        ));
+    }
+    let event: Value = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            types::INVALID_BODY,
+            format!("The event cannot be read: {e}."),
+        )
+    })?;
+    if event["type"] != crate::participants::orders::ORDER_PLACED {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let data = &event["data"];
+    let (Some(order), payment) = (
+        data["order_id"].as_str(),
+        data["payment_id"].as_str().unwrap_or_default(),
+    ) else {
+        return Err(Problem::new(
+            types::INVALID_BODY,
+            "order.placed without an order id.",
+        ));
+    };
+    let store = data["stores"]
+        .as_array()
+        .and_then(|s| s.first())
+        .and_then(Value::as_str)
+        .and_then(menu::store)
+        .unwrap_or(&menu::STORES[0]);
+    let input = CreateDelivery {
+        pickup: Location {
+            lat: store.lat,
+            lon: store.lon,
+        },
+        dropoff: Location {
+            lat: store.lat + DEFAULT_DROPOFF_OFFSET,
+            lon: store.lon + DEFAULT_DROPOFF_OFFSET,
+        },
+        size: "medium".into(),
+        weight_kg: 2.0,
+        ready_in_ms: None,
+        deadline_ms: None,
+    };
+    let (_, created) = start_delivery(
+        &app,
+        &input,
+        Some((order, payment)),
+        &format!("created from order.placed ({order})"),
+    )
+    .await?;
+    if !created {
+        tracing::info!(%order, "order.placed again: its delivery exists");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

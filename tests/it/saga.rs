@@ -1,0 +1,231 @@
+//! The delivery saga (Process Manager) over real HTTP: the happy path, a
+//! delivery every courier declines, a timer that fires after a restart, and
+//! the compensation of a checkout's order.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, spawn_app, spawn_in};
+
+const LUIGIS: (f64, f64) = (52.5200, 13.4050);
+
+fn delivery_body(pickup: (f64, f64), extra: Value) -> Value {
+    let mut body = json!({
+        "pickup": { "lat": pickup.0, "lon": pickup.1 },
+        "dropoff": { "lat": pickup.0 + 0.01, "lon": pickup.1 + 0.01 },
+        "size": "small",
+        "weight_kg": 1.5,
+        "deadline_ms": 400,
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+/// Polls a delivery until it reaches `state`, or fails after `within`.
+async fn until_state(app: &TestApp, href: &str, state: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = app.get(href).await;
+        assert_eq!(got.status, 200, "{:#}", got.body);
+        if got.body["state"] == state {
+            return got.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {} after {within:?}: {:#}",
+            got.body["state"],
+            got.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn states_of(history: &Value) -> Vec<String> {
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until the simulated couriers have registered.
+async fn couriers_registered(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get("/deliveries/couriers").await.body["count"] != 5 {
+        assert!(Instant::now() < deadline, "couriers did not register");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_is_solicited_assigned_picked_up_and_delivered() {
+    let app = spawn_app().await;
+    couriers_registered(&app).await;
+    let created = app
+        .post_json("/deliveries/deliveries", delivery_body(LUIGIS, json!({})))
+        .await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    assert_eq!(created.body["state"], "soliciting");
+    let href = created.link("self");
+    let done = until_state(&app, &href, "delivered", Duration::from_secs(20)).await;
+    assert_eq!(done["courier_id"], "anna", "the soonest courier: {done:#}");
+    let states = states_of(&done["history"]);
+    for expected in [
+        "soliciting",
+        "offered",
+        "assigned",
+        "picked-up",
+        "delivered",
+    ] {
+        assert!(states.contains(&expected.to_owned()), "{states:?}");
+    }
+    assert!(
+        !done["_links"]["cancel"].is_object(),
+        "a delivered delivery has no cancel"
+    );
+
+    let listed = app.get("/deliveries/deliveries?state=delivered").await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["_embedded"]["deliveries"][0]["id"], done["id"]);
+    let summary = app.get("/deliveries/deliveries/summary").await;
+    assert_eq!(summary.body["counts"]["delivered"], 1, "{:#}", summary.body);
+    assert!(summary.body["mean_seconds_per_stage"]["assigned"].is_number());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivery_every_courier_declines_is_re_solicited_then_fails() {
+    let app = spawn_app().await;
+    couriers_registered(&app).await;
+    // Far from every courier: all decline (or do not answer in time).
+    let created = app
+        .post_json(
+            "/deliveries/deliveries",
+            delivery_body((48.1, 11.6), json!({})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    let failed = until_state(
+        &app,
+        &created.link("self"),
+        "failed",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(failed["attempts"], 3, "{failed:#}");
+    let notes: Vec<&str> = failed["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["note"].as_str())
+        .collect();
+    assert_eq!(
+        notes
+            .iter()
+            .filter(|n| n.starts_with("solicitation "))
+            .count(),
+        3,
+        "{notes:?}"
+    );
+    assert!(
+        notes.iter().any(|n| n.contains("no courier confirmed")),
+        "{notes:?}"
+    );
+    assert_eq!(states_of(&failed["history"]).last().unwrap(), "failed");
+    let again = app
+        .post_empty(&format!("{}/cancel", created.link("self")))
+        .await;
+    assert_eq!(again.status, 409, "a failed delivery cannot be cancelled");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_saga_timer_fires_after_a_restart() {
+    let app = spawn_app().await;
+    couriers_registered(&app).await;
+    let created = app
+        .post_json(
+            "/deliveries/deliveries",
+            delivery_body(LUIGIS, json!({ "ready_in_ms": 1500 })),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let dir = app.stop().await;
+
+    let app = spawn_in(dir, |_| {}).await;
+    couriers_registered(&app).await;
+    let href = format!("/deliveries/deliveries/{id}");
+    let done = until_state(&app, &href, "delivered", Duration::from_secs(20)).await;
+    assert_eq!(states_of(&done["history"])[0], "soliciting");
+    let notes = done["history"].to_string();
+    assert!(
+        notes.contains("solicitation 1 of") && !notes.contains("soliciting again"),
+        "the timer fired once, on the restarted server: {notes}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_delivery_from_a_paid_checkout_cancels_the_order_and_refunds() {
+    let app = spawn_app().await;
+    couriers_registered(&app).await;
+    let priced = crate::exchanges::priced(&app).await;
+    let paid = app
+        .post_json(
+            &priced.link("pay"),
+            json!({ "card_number": "4242424242424242" }),
+        )
+        .await;
+    assert_eq!(paid.status, 200, "{:#}", paid.body);
+    let order_id = paid.body["order_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivery = loop {
+        let listed = app.get("/deliveries/deliveries").await;
+        let found = listed.body["_embedded"]["deliveries"]
+            .as_array()
+            .and_then(|ds| {
+                ds.iter()
+                    .find(|d| d["order_id"] == order_id.as_str())
+                    .cloned()
+            });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery for the order: {:#}",
+            listed.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let href = delivery["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cancelled = app.post_empty(&format!("{href}/cancel")).await;
+    assert_eq!(cancelled.status, 200, "{:#}", cancelled.body);
+    let done = until_state(&app, &href, "cancelled", Duration::from_secs(20)).await;
+    let last = done["history"].as_array().unwrap().last().unwrap()["note"].to_string();
+    assert!(
+        last.contains("cancelled") && last.contains("refunded"),
+        "{last}"
+    );
+    let order = app.get(&format!("/orders/orders/{order_id}")).await;
+    assert_eq!(order.body["status"], "cancelled", "{:#}", order.body);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_process_manager_try_link_starts_a_delivery() {
+    let app = spawn_app().await;
+    let tried = app.post_empty("/patterns/process-manager/try").await;
+    assert_eq!(tried.status, 201, "{:#}", tried.body);
+    assert_eq!(tried.body["state"], "soliciting");
+    assert!(tried.has_link("cancel") && tried.has_link("reassign"));
+    app.stop().await;
+}

@@ -39,7 +39,8 @@ pub async fn run(app: &App, slug: &str) -> Result<Response, Problem> {
         | "in-only"
         | "out-only"
         | "transactional-outbox"
-        | "transactional-inbox" => pay(app, GOOD_CARD, false).await?.relay(Pricing),
+        | "transactional-inbox"
+        | "turn-taking" => pay(app, GOOD_CARD, false).await?.relay(Pricing),
         "journals" => journals(app, pay(app, GOOD_CARD, false).await?),
         "stateful-requestor" => pay(app, SLOW_CARD, true).await?.relay(Pricing),
         // The faulty paths: each answers with what the client sees.

@@ -101,6 +101,22 @@ pub async fn list_patterns(State(app): State<AppState>) -> Hal {
                     .count(),
             )
             .field("exchanges", crate::messaging::rules::ALL)
+            .field("conversation_types", patterns::COMPARISON)
+            .titled_link(
+                "turn-taking",
+                app.root_href("/patterns/turn-taking"),
+                "Turn taking: the checkout",
+            )
+            .titled_link(
+                "routing-slip",
+                app.root_href("/patterns/routing-slip"),
+                "Routing slip: /routing-slips",
+            )
+            .titled_link(
+                "process-manager",
+                app.root_href("/patterns/process-manager"),
+                "Process manager: /deliveries",
+            )
             .link("self", app.root_href("/patterns"))
             .link("start", app.root_href("/"))
             .embed("patterns", items),

@@ -233,7 +233,7 @@ pub const PATTERNS: &[PatternInfo] = &[
         "turn-taking",
         "conversation",
         "Turn Taking",
-        Planned,
+        Available,
         PerExchange,
         [Basket, Pricing, Payments, Orders],
         "The conversation is a sequence of In-Out pairs; each turn passes control to the next participant, with no one in charge.",
@@ -267,3 +267,46 @@ pub const PATTERNS: &[PatternInfo] = &[
 pub fn by_slug(slug: &str) -> Option<&'static PatternInfo> {
     PATTERNS.iter().find(|p| p.slug == slug)
 }
+
+/// The talk's comparison of the three conversation types, each row with the
+/// running example that shows it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Comparison {
+    pub aspect: &'static str,
+    pub turn_taking: &'static str,
+    pub routing_slip: &'static str,
+    pub process_manager: &'static str,
+}
+
+pub const COMPARISON: &[Comparison] = &[
+    Comparison {
+        aspect: "flow complexity",
+        turn_taking: "simple: each turn is one In-Out pair; the checkout is basket, pricing, payments, orders",
+        routing_slip: "linear: the itinerary, in order; compensation runs it backwards",
+        process_manager: "any: states, timers, retries and branches (deliveries' saga)",
+    },
+    Comparison {
+        aspect: "rigidity",
+        turn_taking: "the sequence is in the participants' links: changing it changes them",
+        routing_slip: "flexible per conversation: the requestor chooses the steps; steps cannot change them",
+        process_manager: "flexible: the manager decides every next step at run time",
+    },
+    Comparison {
+        aspect: "central point of failure",
+        turn_taking: "none: control passes from participant to participant",
+        routing_slip: "none: the slip travels; each step forwards it",
+        process_manager: "the manager (its state is durable, its timers survive restarts)",
+    },
+    Comparison {
+        aspect: "topology",
+        turn_taking: "peer to peer, pairwise",
+        routing_slip: "a chain, decided by the requestor",
+        process_manager: "a hub and its spokes",
+    },
+    Comparison {
+        aspect: "administration and reporting",
+        turn_taking: "only by rebuilding the conversation from journals (/conversations/{cid})",
+        routing_slip: "the slip itself (inspect) and its outcome feed (/routing-slips/events)",
+        process_manager: "central: /deliveries (by state, paged), /deliveries/{id}, /deliveries/summary",
+    },
+];

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, real servers on port 0, real HTTP.
 
 mod basket;
+mod bench;
 mod exchanges;
 mod instances;
 mod keys;

@@ -16,8 +16,9 @@
 //! against one server of each kind to compare; the reported latency is the
 //! `pay` step's alone.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -34,11 +35,21 @@ pub const CARD: &str = "4242424242424242";
 pub(crate) struct Checkout {
     respond_async: bool,
     pub paid: AtomicU64,
+    /// When set, the ids of the orders raised (from each answer's `order` link).
+    pub orders: Option<Mutex<HashSet<String>>>,
 }
 
 impl Checkout {
     pub fn synchronous() -> Self {
         Checkout::default()
+    }
+
+    /// A synchronous checkout that remembers the orders it raised.
+    pub fn remembering_orders() -> Self {
+        Checkout {
+            orders: Some(Mutex::default()),
+            ..Checkout::default()
+        }
     }
 }
 
@@ -82,6 +93,11 @@ impl Workload for Checkout {
                 paid.state_status
             )));
         }
+        if let Some(orders) = &self.orders {
+            let order = paid.link("order")?;
+            let id = order.rsplit('/').next().unwrap_or(order).to_owned();
+            orders.lock().expect("orders lock").insert(id);
+        }
         self.paid.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -124,7 +140,7 @@ pub async fn turn_stateful(options: &Options) -> anyhow::Result<Report> {
     let http = Http::new(&options.target, options.concurrency)?;
     let workload = PayAsync(Checkout {
         respond_async: true,
-        paid: AtomicU64::new(0),
+        ..Checkout::default()
     });
     let report = driver::drive(
         "turn-stateful",

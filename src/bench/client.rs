@@ -111,6 +111,22 @@ impl Http {
         self.send("GET", &url, self.client.get(&url), expect).await
     }
 
+    /// `DELETE`, expecting a 2xx.
+    pub async fn delete(&self, href: &str) -> Result<(), Failure> {
+        let url = self.url(href);
+        let response = self
+            .client
+            .delete(&url)
+            .send()
+            .await
+            .map_err(|e| Failure::new("DELETE", &url, e.without_url()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Failure::new("DELETE", &url, response.status()))
+        }
+    }
+
     /// `POST` with an optional JSON body and extra headers, expecting `expect`.
     pub async fn post(
         &self,

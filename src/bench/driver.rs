@@ -38,6 +38,9 @@ pub struct Options {
     pub stop: Stop,
     /// Run, but do not count, for this long first (with [`Stop::After`]).
     pub warmup: Duration,
+    /// The server's process, when it runs on this machine: the report then
+    /// says how much CPU the server and the bench spent per iteration.
+    pub server_pid: Option<u32>,
 }
 
 impl Options {
@@ -47,6 +50,7 @@ impl Options {
             concurrency: 32,
             stop: Stop::After(Duration::from_secs(5)),
             warmup: Duration::from_millis(500),
+            server_pid: None,
         }
     }
 }
@@ -165,6 +169,12 @@ pub(crate) async fn drive<W: Workload>(
         Stop::After(_) => None,
     };
     let tickets = Arc::new(AtomicU64::new(0));
+    let cpu_at_start = options.server_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(record_from.into()).await;
+            (cpu_seconds("self"), cpu_seconds(&pid.to_string()))
+        })
+    });
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..options.concurrency.max(1) {
         let (http, workload, tickets) = (http.clone(), workload.clone(), tickets.clone());
@@ -214,6 +224,23 @@ pub(crate) async fn drive<W: Workload>(
         total.merge(done.expect("a bench worker panicked"));
     }
     let seconds = record_from.elapsed().as_secs_f64();
+    let mut extra = serde_json::Map::new();
+    if let (Some(pid), Some(start)) = (options.server_pid, cpu_at_start)
+        && let Ok((Some(bench0), Some(server0))) = start.await
+        && let (Some(bench1), Some(server1)) = (cpu_seconds("self"), cpu_seconds(&pid.to_string()))
+        && total.count > 0
+    {
+        let per_op = |cpu: f64| (cpu * 1e6 / total.count as f64).round();
+        extra.insert(
+            "server_cpu_us_per_op".into(),
+            per_op(server1 - server0).into(),
+        );
+        extra.insert("bench_cpu_us_per_op".into(), per_op(bench1 - bench0).into());
+        extra.insert(
+            "cpu_cores_busy".into(),
+            (((server1 - server0 + bench1 - bench0) / seconds * 100.0).round() / 100.0).into(),
+        );
+    }
     let latency = match W::MEASURED_STEP.and_then(|step| total.steps.0.get(step)) {
         Some(step) => Percentiles::of(step),
         None => Percentiles::of(&total.latency),
@@ -239,7 +266,17 @@ pub(crate) async fn drive<W: Workload>(
         first_error: total.first_error,
         latency,
         steps,
-        extra: Default::default(),
+        extra,
         notes: Vec::new(),
     }
+}
+
+/// User and system CPU time of a process so far (`/proc/{pid}/stat`), in seconds.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces), from field 3 on.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ, the unit of /proc times, is 100 on Linux.
+    Some(ticks as f64 / 100.0)
 }

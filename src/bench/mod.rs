@@ -39,7 +39,7 @@ use clap::{Args, ValueEnum};
 pub use baseline::baseline;
 pub use checkout::{checkout, turn_stateful};
 pub use driver::{Options, Stop};
-pub use open::{open_conversations, rss_kib};
+pub use open::{Memory, memory, open_conversations};
 pub use relay::relay;
 pub use report::{Percentiles, Report};
 pub use turn::{token_growth, turn};
@@ -86,12 +86,16 @@ pub struct BenchArgs {
     /// Print the report as JSON (for scripts).
     #[arg(long)]
     pub json: bool,
-    /// open-conversations: the server's process id, to read its VmRSS.
+    /// The server's process id (on this machine): open-conversations reads its
+    /// VmRSS; every scenario then also reports CPU time per iteration.
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// open-conversations: the numbers of open baskets to read the RSS at.
     #[arg(long, value_delimiter = ',', default_value = "0,10000,100000")]
     pub open: Vec<u64>,
+    /// open-conversations: baskets started and discarded first (default: the largest level).
+    #[arg(long)]
+    pub open_warmup: Option<u64>,
     /// relay: where the bench's subscriber listens (the server must allow it
     /// with --callback-allow).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -114,6 +118,7 @@ impl BenchArgs {
                 None => Stop::After(self.duration),
             },
             warmup: self.warmup,
+            server_pid: self.server_pid,
         }
     }
 }
@@ -134,7 +139,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             let pid = args.server_pid.ok_or_else(|| {
                 anyhow::anyhow!("open-conversations reads the server's memory: give --server-pid")
             })?;
-            open_conversations(&options, pid, &args.open).await
+            let warmup = args
+                .open_warmup
+                .unwrap_or_else(|| args.open.iter().copied().max().unwrap_or(0));
+            open_conversations(&options, pid, &args.open, warmup).await
         }
         Scenario::TokenGrowth => token_growth(&args.target, args.turns).await,
     }

@@ -126,7 +126,12 @@ pub async fn relay(
         .map(|o| o.lock().expect("orders lock").clone())
         .unwrap_or_default();
     let expected = orders.len() * subscriptions.len();
-    let ours = |d: &Deliveries| d.all.iter().filter(|x| orders.contains(&x.order_id)).count();
+    let ours = |d: &Deliveries| {
+        d.all
+            .iter()
+            .filter(|x| orders.contains(&x.order_id))
+            .count()
+    };
     let mut delivered = 0;
     let mut progress = Instant::now();
     while progress.elapsed() < DRAIN_PATIENCE {

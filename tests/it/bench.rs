@@ -20,13 +20,22 @@ fn briefly(target: &str) -> Options {
 #[tokio::test]
 async fn baseline_and_turn_run_without_errors() {
     let app = spawn_app().await;
+    let options = Options {
+        // The server runs in this process: CPU per request is measured too.
+        server_pid: Some(std::process::id()),
+        ..briefly(&app.base)
+    };
     for report in [
-        bench::baseline(&briefly(&app.base)).await.unwrap(),
-        bench::turn(&briefly(&app.base)).await.unwrap(),
+        bench::baseline(&options).await.unwrap(),
+        bench::turn(&options).await.unwrap(),
     ] {
         assert_eq!(report.errors, 0, "{report}");
         assert!(report.count > 0 && report.rate > 0.0, "{report}");
         assert!(report.latency.p50_ms <= report.latency.max_ms, "{report}");
+        assert!(
+            report.extra.contains_key("server_cpu_us_per_op"),
+            "{report}"
+        );
     }
 }
 
@@ -74,7 +83,7 @@ async fn open_conversations_reads_the_servers_memory() {
         concurrency: 4,
         ..Options::new(&app.base)
     };
-    let report = bench::open_conversations(&options, std::process::id(), &[0, 50])
+    let report = bench::open_conversations(&options, std::process::id(), &[0, 50], 50)
         .await
         .unwrap();
     assert_eq!(report.errors, 0, "{report}");

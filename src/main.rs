@@ -27,6 +27,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Print the OpenAPI document (what `openapi/openapi.json` holds).
     Openapi,
+    /// Hold real conversations with a running service and report throughput and latency.
+    Bench(Box<conversant::bench::BenchArgs>),
     /// Manage the participants' signing keys.
     Keys {
         #[command(subcommand)]
@@ -73,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(*args).await,
         Command::Keys { command } => keys(command),
+        Command::Bench(args) => conversant::bench::main(*args).await,
         Command::Openapi => {
             print!("{}", conversant::openapi::to_pretty_json());
             Ok(())

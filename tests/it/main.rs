@@ -2,6 +2,7 @@
 //! server on SQLite. `tests/pg` runs these same modules on PostgreSQL.
 
 mod basket;
+mod bench;
 mod conversations;
 mod exchanges;
 mod instances;

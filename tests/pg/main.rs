@@ -3,6 +3,8 @@
 //! `tests/it/support.rs`). Without PostgreSQL installed the leg says so loudly
 //! and is skipped; with `CI` set that is a failure.
 
+#[path = "../it/bench.rs"]
+mod bench;
 #[path = "../it/basket.rs"]
 mod basket;
 #[path = "../it/conversations.rs"]

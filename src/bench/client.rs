@@ -1,0 +1,208 @@
+//! The load generator's HTTP side: a hypermedia client that follows links.
+//!
+//! A scenario knows one URL per conversation (where it starts); every other
+//! request goes to an href taken from the previous response's `_links`, as a
+//! generic HAL client would. Only what a client needs is read from a body:
+//! the links and the `status` member. Failures name the method, the path
+//! (never the query, which carries a token) and the status.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+
+/// One request that did not get the answer the scenario expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Failure(pub String);
+
+impl Failure {
+    fn new(method: &str, url: &str, what: impl std::fmt::Display) -> Self {
+        let path = url.split('?').next().unwrap_or_default();
+        let path = path
+            .find("://")
+            .and_then(|scheme| {
+                path[scheme + 3..]
+                    .find('/')
+                    .map(|p| &path[scheme + 3 + p..])
+            })
+            .unwrap_or(path);
+        Failure(format!("{method} {path}: {what}"))
+    }
+}
+
+/// The HTTP client of one bench run, shared by its workers.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+}
+
+/// What a scenario reads of a response: its links and `status` member.
+#[derive(Debug)]
+pub struct Doc {
+    links: HashMap<String, String>,
+    pub state_status: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    #[serde(default, rename = "_links")]
+    links: HashMap<String, Link>,
+    #[serde(default)]
+    status: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Link {
+    One { href: String },
+    Other(IgnoredAny),
+}
+
+impl Doc {
+    /// The href of a link the scenario needs.
+    pub fn link(&self, rel: &str) -> Result<&str, Failure> {
+        self.links
+            .get(rel)
+            .map(String::as_str)
+            .ok_or_else(|| Failure(format!("the response has no `{rel}` link")))
+    }
+
+    /// The token a link carries (`?state=`).
+    pub fn token(&self, rel: &str) -> Result<&str, Failure> {
+        let href = self.link(rel)?;
+        href.split_once("state=")
+            .map(|(_, token)| token.split('&').next().unwrap_or(token))
+            .ok_or_else(|| Failure(format!("the `{rel}` link carries no token")))
+    }
+}
+
+impl Http {
+    /// A client for `target` (`http://host:port`) keeping up to `pool` idle
+    /// connections: one per worker, so connections are reused, not reopened.
+    pub fn new(target: &str, pool: usize) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(pool.max(1))
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Http {
+            client,
+            base: target.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// An absolute URL for `path` on the target (hrefs pass through).
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    /// `GET`, expecting `expect`.
+    pub async fn get(&self, href: &str, expect: u16) -> Result<Doc, Failure> {
+        let url = self.url(href);
+        self.send("GET", &url, self.client.get(&url), expect).await
+    }
+
+    /// `DELETE`, expecting a 2xx.
+    pub async fn delete(&self, href: &str) -> Result<(), Failure> {
+        let url = self.url(href);
+        let response = self
+            .client
+            .delete(&url)
+            .send()
+            .await
+            .map_err(|e| Failure::new("DELETE", &url, e.without_url()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Failure::new("DELETE", &url, response.status()))
+        }
+    }
+
+    /// `POST` with an optional JSON body and extra headers, expecting `expect`.
+    pub async fn post(
+        &self,
+        href: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+        expect: u16,
+    ) -> Result<Doc, Failure> {
+        let url = self.url(href);
+        let mut request = self.client.post(&url);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send("POST", &url, request, expect).await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        request: reqwest::RequestBuilder,
+        expect: u16,
+    ) -> Result<Doc, Failure> {
+        let response = request
+            .header("accept", "application/hal+json")
+            .send()
+            .await
+            .map_err(|e| Failure::new(method, url, e.without_url()))?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::new(method, url, e.without_url()))?;
+        let body: Option<Body> = serde_json::from_slice(&bytes).ok();
+        if status != expect {
+            let kind = body
+                .as_ref()
+                .and_then(|_| serde_json::from_slice::<Value>(&bytes).ok())
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            return Err(Failure::new(
+                method,
+                url,
+                format!("{status} (expected {expect}) {kind}"),
+            ));
+        }
+        let (links, state_status) = match body {
+            Some(body) => (
+                body.links
+                    .into_iter()
+                    .filter_map(|(rel, link)| match link {
+                        Link::One { href } => Some((rel, href)),
+                        Link::Other(_) => None,
+                    })
+                    .collect(),
+                body.status.and_then(|s| s.as_str().map(str::to_owned)),
+            ),
+            None => (HashMap::new(), None),
+        };
+        Ok(Doc {
+            links,
+            state_status,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_never_show_the_query_or_the_host() {
+        let failure = Failure::new("POST", "http://127.0.0.1:9/basket/x?state=secret", "500");
+        assert_eq!(failure.0, "POST /basket/x: 500");
+    }
+}

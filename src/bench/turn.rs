@@ -1,0 +1,122 @@
+//! `turn`: one stateless step of the basket, over and over; and
+//! `token-growth`: how long the token is after many turns.
+//!
+//! Each worker opens one basket, then alternately follows its `add-item`
+//! and `remove-item` links. Either step is a whole stateless turn: verify the
+//! token, change the basket, sign one new token, render the HAL document
+//! whose links carry it. Nothing is read from or written to a store for the
+//! basket (the journal batcher records the turn off the request path).
+//! Alternating keeps the basket, and so the token, the same size however
+//! long the run, so the figure does not drift with the run's length.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use super::client::{Doc, Failure, Http};
+use super::driver::{self, Options, Steps, Workload};
+use super::report::Report;
+
+/// The item the bench adds and removes.
+pub const SKU: &str = "margherita";
+
+struct Turn;
+
+/// A worker's basket: its latest links, and whether it holds the item.
+pub(crate) struct Basket {
+    doc: Doc,
+    holds_item: bool,
+}
+
+/// Starts a basket (`POST /basket/checkouts`, 201).
+pub(crate) async fn start(http: &Http) -> Result<Doc, Failure> {
+    http.post("/basket/checkouts", None, &[], 201).await
+}
+
+/// Takes the basket's next turn: add the item, or remove it again.
+async fn next_turn(http: &Http, basket: &mut Basket) -> Result<&'static str, Failure> {
+    let (step, body) = if basket.holds_item {
+        ("remove-item", json!({ "sku": SKU }))
+    } else {
+        ("add-item", json!({ "sku": SKU, "quantity": 1 }))
+    };
+    basket.doc = http
+        .post(basket.doc.link(step)?, Some(&body), &[], 200)
+        .await?;
+    basket.holds_item = !basket.holds_item;
+    Ok(step)
+}
+
+impl Workload for Turn {
+    type Worker = Basket;
+
+    async fn begin(&self, http: &Http) -> Result<Basket, Failure> {
+        Ok(Basket {
+            doc: start(http).await?,
+            holds_item: false,
+        })
+    }
+
+    async fn iterate(
+        &self,
+        http: &Http,
+        basket: &mut Basket,
+        _: &mut Steps,
+    ) -> Result<(), Failure> {
+        next_turn(http, basket).await.map(drop)
+    }
+}
+
+/// Runs `turn`: add-item / remove-item turns, each one request.
+pub async fn turn(options: &Options) -> anyhow::Result<Report> {
+    let http = Http::new(&options.target, options.concurrency)?;
+    Ok(
+        driver::drive("turn", "requests", options, &http, Arc::new(Turn))
+            .await
+            .note("one stateless turn per request: verify, add or remove an item, sign, render"),
+    )
+}
+
+/// Runs `token-growth`: `turns` add/remove turns on one basket, one after
+/// the other, reporting the token's length before and after.
+pub async fn token_growth(target: &str, turns: usize) -> anyhow::Result<Report> {
+    let http = Http::new(target, 1)?;
+    let first = start(&http).await.map_err(anyhow::Error::msg)?;
+    let initial = first.token("self").map_err(anyhow::Error::msg)?.len();
+    let mut basket = Basket {
+        doc: first,
+        holds_item: false,
+    };
+    let mut longest = initial;
+    let mut steps = Steps::default();
+    let began = Instant::now();
+    for _ in 0..turns {
+        let step = next_turn(&http, &mut basket);
+        steps.time("turn", step).await.map_err(anyhow::Error::msg)?;
+        longest = longest.max(basket.doc.token("self").map_err(anyhow::Error::msg)?.len());
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let last = basket.doc.token("self").map_err(anyhow::Error::msg)?.len();
+    let mut report = Report {
+        scenario: "token-growth".to_owned(),
+        unit: "turns",
+        concurrency: 1,
+        seconds,
+        count: turns as u64,
+        rate: turns as f64 / seconds.max(1e-9),
+        errors: 0,
+        first_error: None,
+        latency: steps.percentiles("turn"),
+        steps: Default::default(),
+        extra: Default::default(),
+        notes: Vec::new(),
+    };
+    report = report
+        .with("turns", turns)
+        .with("token_bytes_at_start", initial)
+        .with("token_bytes_after", last)
+        .with("token_bytes_longest", longest)
+        .note("one basket, add and remove alternately: the state returns to where it began, the chain claim keeps its size, only `seq` grows");
+    Ok(report)
+}

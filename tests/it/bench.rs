@@ -1,0 +1,104 @@
+//! `conversant bench`, for a moment: every scenario against a server on port
+//! 0, called as library functions so the load generator cannot rot.
+
+use std::time::Duration;
+
+use conversant::bench::{self, Options, Stop};
+use conversant::config::RequestorState;
+
+use crate::support::{spawn_app, spawn_with};
+
+fn briefly(target: &str) -> Options {
+    Options {
+        concurrency: 4,
+        stop: Stop::After(Duration::from_millis(700)),
+        warmup: Duration::from_millis(100),
+        ..Options::new(target)
+    }
+}
+
+#[tokio::test]
+async fn baseline_and_turn_run_without_errors() {
+    let app = spawn_app().await;
+    let options = Options {
+        // The server runs in this process: CPU per request is measured too.
+        server_pid: Some(std::process::id()),
+        ..briefly(&app.base)
+    };
+    for report in [
+        bench::baseline(&options).await.unwrap(),
+        bench::turn(&options).await.unwrap(),
+    ] {
+        assert_eq!(report.errors, 0, "{report}");
+        assert!(report.count > 0 && report.rate > 0.0, "{report}");
+        assert!(report.latency.p50_ms <= report.latency.max_ms, "{report}");
+        assert!(
+            report.extra.contains_key("server_cpu_us_per_op"),
+            "{report}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn checkout_completes_whole_conversations() {
+    let app = spawn_app().await;
+    let report = bench::checkout(&briefly(&app.base)).await.unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.count > 0, "{report}");
+    for step in ["start", "add-item", "checkout", "pay"] {
+        assert!(report.steps[step].count > 0, "{step}: {report}");
+    }
+}
+
+#[tokio::test]
+async fn the_stateful_payment_turn_runs_in_both_requestor_modes() {
+    for mode in [RequestorState::Store, RequestorState::Token] {
+        let app = spawn_with(|c| c.requestor_state = mode).await;
+        let report = bench::turn_stateful(&briefly(&app.base)).await.unwrap();
+        assert_eq!(report.errors, 0, "{mode:?}: {report}");
+        assert_eq!(report.latency, report.steps["pay"], "latency is pay's");
+    }
+}
+
+#[tokio::test]
+async fn relay_delivers_every_webhook_to_the_bench_subscriber() {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let allow = receiver.local_addr().unwrap().to_string();
+    let app = spawn_with(|c| c.callback_allow = vec![allow]).await;
+    let report = bench::relay(&briefly(&app.base), receiver, 2)
+        .await
+        .unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.count > 0, "{report}");
+    assert_eq!(
+        report.extra["messages_delivered"], report.extra["messages_expected"],
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn open_conversations_reads_the_servers_memory() {
+    let app = spawn_app().await;
+    let options = Options {
+        concurrency: 4,
+        ..Options::new(&app.base)
+    };
+    let report = bench::open_conversations(&options, std::process::id(), &[0, 50], 50)
+        .await
+        .unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    let levels = &report.extra["rss_by_open"];
+    assert_eq!(levels["50"]["open"], 50, "{report}");
+    assert!(levels["0"]["rss_kib"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report.extra["oldest_token_still_works"], true, "{report}");
+}
+
+#[tokio::test]
+async fn the_token_keeps_its_size_over_many_turns() {
+    let app = spawn_app().await;
+    let report = bench::token_growth(&app.base, 40).await.unwrap();
+    let at_start = report.extra["token_bytes_at_start"].as_u64().unwrap();
+    let after = report.extra["token_bytes_after"].as_u64().unwrap();
+    assert!(after < 1024, "{report}");
+    assert!(after <= at_start + 4, "only `seq` may grow: {report}");
+}

@@ -3,10 +3,10 @@
 //! `tests/it/support.rs`). Without PostgreSQL installed the leg says so loudly
 //! and is skipped; with `CI` set that is a failure.
 
-#[path = "../it/bench.rs"]
-mod bench;
 #[path = "../it/basket.rs"]
 mod basket;
+#[path = "../it/bench.rs"]
+mod bench;
 #[path = "../it/conversations.rs"]
 mod conversations;
 #[path = "../it/exchanges.rs"]

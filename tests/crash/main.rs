@@ -58,6 +58,10 @@ impl Service {
         let mut command = Command::new(env!("CARGO_BIN_EXE_conversant"));
         command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            // The checkout's pipeline: the participants whose effects and
+            // messages are counted (the saga, which also subscribes to
+            // order.placed, has its own restart test).
+            .args(["--participants", "basket,pricing,payments,orders"])
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--callback-allow", receiver])

@@ -104,7 +104,9 @@ async fn append_chunk(conn: Conn<'_>, chunk: &[JournalEntry]) -> Result<(), Stor
                 .push_bind(&e.status)
                 .push_bind(e.at);
         });
-        insert.build().execute(&mut *c).await?;
+        // Not a cached statement: its text differs with every batch size,
+        // and caching one per size on every connection grew memory with load.
+        insert.build().persistent(false).execute(&mut *c).await?;
     });
     Ok(())
 }

@@ -33,8 +33,9 @@ use super::client::Http;
 use super::driver::{self, Options};
 use super::report::{self, Percentiles, Report};
 
-/// How long the drain waits without any new delivery before giving up.
-const DRAIN_PATIENCE: Duration = Duration::from_secs(10);
+/// How long the drain waits without any new delivery before giving up (the
+/// relay may first have to work through what was queued before these events).
+const DRAIN_PATIENCE: Duration = Duration::from_secs(30);
 
 /// One delivery, as the subscriber saw it arrive.
 struct Delivery {
@@ -120,6 +121,7 @@ pub async fn relay(
     let workload = Arc::new(Checkout::remembering_orders());
     let began = Instant::now();
     let drive = driver::drive("relay", "messages", options, &http, workload.clone()).await;
+    let drive_ended = Instant::now();
     let orders = workload
         .orders
         .as_ref()
@@ -160,6 +162,9 @@ pub async fn relay(
         }
         last = last.max(Some(x.arrived));
     }
+    let drained_after = last
+        .map(|last| last.saturating_duration_since(drive_ended).as_secs_f64())
+        .unwrap_or_default();
     let window = last
         .map(|last| last.duration_since(began).as_secs_f64())
         .unwrap_or(drive.seconds);
@@ -184,5 +189,6 @@ pub async fn relay(
     .with("duplicates", d.duplicates)
     .with("other_deliveries", d.all.len() as u64 - delivered)
     .with("checkout_conversations_per_s", drive.rate)
+    .with("last_delivery_after_drive_s", (drained_after * 100.0).round() / 100.0)
     .note("latency: arrival at the subscriber minus the CloudEvent `time` orders stamps in the committing transaction (ms precision); rate: this run's deliveries, from the start of the drive (warm-up included) to the last arrival; each order.placed goes once to each subscriber"))
 }

@@ -102,7 +102,6 @@ pub mod types {
         STEP_BEFORE_PREREQUISITE = ("step-before-prerequisite", UNPROCESSABLE_ENTITY, "A routing-slip step comes before a step it needs");
         TAMPERED_SLIP = ("tampered-slip", FORBIDDEN, "The routing slip is not what its requestor and its steps signed");
         DELIVERY_STATE_CONFLICT = ("delivery-state-conflict", CONFLICT, "The delivery is not in a state that allows this");
-        INVALID_SIGNATURE = ("invalid-signature", UNAUTHORIZED, "The webhook signature does not verify");
     }
 }
 
@@ -187,6 +186,19 @@ impl Problem {
         self.0.kind.status
     }
 
+    /// The `WWW-Authenticate` challenge a 401 must carry (RFC 9110 §15.5.2):
+    /// which credential the step wants — a conversation-state token (`?state=`
+    /// or the `Conversation-State` header), or a Standard Webhooks signature.
+    fn challenge(&self) -> Option<&'static str> {
+        match self.0.kind {
+            kind if kind.status != StatusCode::UNAUTHORIZED => None,
+            kind if kind == types::BAD_WEBHOOK_SIGNATURE => {
+                Some(r#"Webhook-Signature realm="conversant""#)
+            }
+            _ => Some(r#"Conversation-State realm="conversant""#),
+        }
+    }
+
     /// The problem document itself.
     pub fn body(&self) -> Value {
         let mut body = Map::new();
@@ -226,6 +238,12 @@ impl IntoResponse for Problem {
         }
         if let Some(seconds) = self.0.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = self.challenge() {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

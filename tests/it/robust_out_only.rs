@@ -244,6 +244,10 @@ async fn a_forged_delivery_is_refused_and_never_indexed() {
     let forged = Response::read(forged).await;
     assert_eq!(forged.status, 401);
     assert_eq!(forged.problem_type(), "/problems/bad-webhook-signature");
+    assert_eq!(
+        forged.headers["www-authenticate"],
+        r#"Webhook-Signature realm="conversant""#
+    );
     let near = app.get("/search/stores?near=0,0").await;
     assert_ne!(found(&near, "luigis").unwrap()["name"], "Forged");
 }

@@ -178,6 +178,16 @@ fn assert_refused(response: &Response, status: u16, because: &str) {
         response.body
     );
     assert_eq!(response.body["status"], status);
+    // RFC 9110 §15.5.2: a 401 names the credential it wants; a 403 does not.
+    let challenge = response.headers.get("www-authenticate");
+    if status == 401 {
+        assert_eq!(
+            challenge.and_then(|v| v.to_str().ok()),
+            Some(r#"Conversation-State realm="conversant""#)
+        );
+    } else {
+        assert!(challenge.is_none(), "{challenge:?} on a {status}");
+    }
     let detail = response.body["detail"].as_str().unwrap_or_default();
     assert!(
         detail.contains(because),

@@ -537,7 +537,7 @@ pub async fn notifications(
     });
     if !verified || (now_ms() / 1000 - timestamp).abs() > 300 {
         return Err(Problem::new(
-            types::INVALID_SIGNATURE,
+            types::BAD_WEBHOOK_SIGNATURE,
             "The webhook signature does not verify.",
         ));
     }

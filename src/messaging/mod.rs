@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod idempotency;
 pub mod journal;
 pub mod outbox;
+pub mod publishing;
 pub mod rules;
 pub mod sender;
 pub mod webhooks;

@@ -305,6 +305,29 @@ async fn subscriptions_to_private_or_unknown_addresses_are_refused() {
 }
 
 #[tokio::test]
+async fn a_subscription_belongs_to_its_publisher() {
+    let app = spawn_app().await;
+    let to_stores = app
+        .post_json(
+            "/stores/subscriptions",
+            json!({ "callback_url": app.url("/couriers") }),
+        )
+        .await;
+    assert_eq!(to_stores.status, 201, "{:#}", to_stores.body);
+    assert_eq!(to_stores.body["event_types"], json!(["store.updated"]));
+    let id = to_stores.body["id"].as_str().unwrap();
+    // Orders does not know it: neither shows it nor deletes it.
+    let elsewhere = format!("/orders/subscriptions/{id}");
+    assert_eq!(app.get(&elsewhere).await.status, 404);
+    let deleted = app.client.delete(app.url(&elsewhere)).send().await.unwrap();
+    assert_eq!(deleted.status(), 404);
+    let own = app.get(&to_stores.link("self")).await;
+    assert_eq!(own.status, 200);
+    assert_eq!(own.body["active"], true);
+    assert!(own.body.get("secret").is_none(), "the secret is shown once");
+}
+
+#[tokio::test]
 async fn a_subscriber_answering_410_gone_is_unsubscribed() {
     let receiver = Receiver::start().await;
     receiver.answer_with(&[410]);

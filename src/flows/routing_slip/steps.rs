@@ -259,7 +259,7 @@ async fn raise_order(
         "stores": ids,
         "payment_id": order.payment_id,
     });
-    events::publish(app, tx, ORDER_PLACED, claims, &order.id, data, &subscribers).await?;
+    events::publish(app, tx, ORDER_PLACED, claims, data, &subscribers).await?;
     Ok(json!({ "order_id": order.id, "status": OrderStatus::Placed }))
 }
 

@@ -1,65 +1,44 @@
-//! Publishing: the `order.placed` event, to subscribers and on the pull feed.
+//! Publishing: the `order.placed` event, to subscribers and on the pull feed
+//! (the behaviour is [`crate::messaging::publishing`]'s, shared with stores).
 
 use axum::extract::{Query, State};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::app::{AppState, Note};
+use super::EVENT_TYPES;
+use crate::app::{App, AppState, Note};
 use crate::conversation::Claims;
 use crate::fault::Problem;
-use crate::hypermedia::{Hal, Resource};
-use crate::messaging::outbox::KIND_WEBHOOK;
-use crate::messaging::webhooks;
+use crate::hypermedia::Hal;
+use crate::messaging::publishing::{Event, FeedQuery, Topic};
 use crate::participant::Participant::Orders;
-use crate::store::{MessageKind, NewEvent, NewOutboxMessage, Subscription, Tx, now_ms};
+use crate::store::{MessageKind, Subscription, Tx};
+
+/// What orders publishes.
+pub const TOPIC: Topic = Topic {
+    publisher: Orders,
+    name: "Orders",
+    event_types: EVENT_TYPES,
+    subject: "order_id",
+};
 
 /// Appends the event to the feed and queues one signed delivery per
-/// subscriber, in the caller's transaction.
+/// subscriber, in the caller's transaction; journals it as the step of the
+/// conversation that `cause` continues.
 pub async fn publish(
-    app: &crate::app::App,
+    app: &App,
     tx: &mut Tx,
     event_type: &str,
     cause: &Claims,
-    subject: &str,
     data: Value,
     subscribers: &[Subscription],
 ) -> Result<(), Problem> {
-    let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
-    let time = now_ms();
-    tx.event_append(&NewEvent {
-        id: id.clone(),
-        participant: Orders.as_str().to_owned(),
-        event_type: event_type.to_owned(),
-        conversation_id: Some(cause.cid.to_string()),
-        data: data.clone(),
-        time,
-    })
-    .await
-    .map_err(Problem::internal)?;
-    let event = webhooks::cloud_event(
-        &id,
-        &app.href(Orders, ""),
+    let event = Event {
+        id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
         event_type,
-        &rfc3339(time),
-        subject,
-        &data,
-    );
-    for subscription in subscribers {
-        tx.outbox_enqueue(&NewOutboxMessage {
-            id: uuid::Uuid::now_v7().to_string(),
-            participant: Orders.as_str().to_owned(),
-            destination: subscription.callback_url.clone(),
-            kind: KIND_WEBHOOK.to_owned(),
-            headers: json!({
-                "subscription": subscription.id,
-                "webhook-id": id,
-                "content-type": "application/cloudevents+json",
-            }),
-            body: event.clone(),
-        })
-        .await
-        .map_err(Problem::internal)?;
-    }
+        conversation: cause.cid.to_string(),
+        data,
+    };
+    TOPIC.publish(app, tx, event, subscribers).await?;
     app.journal_note(
         Orders,
         MessageKind::Event,
@@ -80,20 +59,6 @@ pub async fn publish(
     Ok(())
 }
 
-fn rfc3339(ms: i64) -> String {
-    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(time).to_string()
-}
-
-/// The pull feed's query.
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct FeedQuery {
-    /// Only events after this cursor (the `seq` of the last event read).
-    after: Option<i64>,
-    /// At most this many events (1 to 100, default 20).
-    limit: Option<u32>,
-}
-
 #[utoipa::path(
     get, path = "/events", tag = "orders", operation_id = "events_feed",
     summary = "The pull feed of order events (for clients that cannot receive webhooks)",
@@ -105,47 +70,5 @@ pub async fn feed(
     State(app): State<AppState>,
     Query(query): Query<FeedQuery>,
 ) -> Result<Hal, Problem> {
-    let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    let events = app
-        .store
-        .events_page(Orders.as_str(), query.after, limit)
-        .await
-        .map_err(Problem::internal)?;
-    let cursor = events.last().map(|e| e.seq).or(query.after);
-    let next = match cursor {
-        Some(seq) => format!("/events?after={seq}&limit={limit}"),
-        None => format!("/events?limit={limit}"),
-    };
-    let items = events
-        .iter()
-        .map(|e| {
-            let time = rfc3339(e.time);
-            Resource::new()
-                .field("seq", e.seq)
-                .fields(webhooks::cloud_event(
-                    &e.id,
-                    &app.href(Orders, ""),
-                    &e.event_type,
-                    &time,
-                    e.data["order_id"].as_str().unwrap_or_default(),
-                    &e.data,
-                ))
-        })
-        .collect();
-    let self_href = match query.after {
-        Some(after) => format!("/events?after={after}&limit={limit}"),
-        None => format!("/events?limit={limit}"),
-    };
-    Ok(Hal::ok(
-        Resource::new()
-            .field("count", events.len())
-            .link("self", app.href(Orders, &self_href))
-            .titled_link(
-                "next",
-                app.href(Orders, &next),
-                "Events after this page (poll it)",
-            )
-            .link("subscribe", app.href(Orders, "/subscriptions"))
-            .embed("events", items),
-    ))
+    TOPIC.feed(&app, query).await
 }

@@ -151,16 +151,7 @@ pub async fn raise_order(
                 "stores": message.stores,
                 "payment_id": order.payment_id,
             });
-            events::publish(
-                &app,
-                &mut tx,
-                ORDER_PLACED,
-                &claims,
-                &order.id,
-                data,
-                &subscribers,
-            )
-            .await?;
+            events::publish(&app, &mut tx, ORDER_PLACED, &claims, data, &subscribers).await?;
         }
     }
     tx.commit().await.map_err(Problem::internal)?;

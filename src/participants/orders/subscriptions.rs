@@ -1,50 +1,15 @@
-//! Subscriptions: who hears orders' events (Out-Only, publish-subscribe).
-//!
-//! A subscriber registers a callback URL and the event types it wants; the
-//! answer carries the Standard Webhooks secret to verify deliveries with
-//! (shown once) and a `delete` link. The callback URL must point at a known
-//! participant or an allowed host (see `messaging::callbacks`).
+//! Subscriptions: who hears orders' events (Out-Only, publish-subscribe; the
+//! behaviour is [`crate::messaging::publishing`]'s).
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::EVENT_TYPES;
-use crate::app::{App, AppState};
-use crate::fault::{self, Problem, types};
-use crate::hypermedia::{Hal, Input, Resource};
-use crate::messaging::webhooks;
-use crate::participant::Participant::Orders;
-use crate::store::{Subscription, now_ms};
-
-/// The input of `subscribe`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct Subscribe {
-    /// Where to POST the events (a known participant or an allowed host).
-    pub callback_url: String,
-    /// The event types wanted; all of orders' when absent.
-    #[serde(default)]
-    pub event_types: Option<Vec<String>>,
-}
-
-fn render(app: &App, subscription: &Subscription, with_secret: bool) -> Resource {
-    let href = app.href(Orders, &format!("/subscriptions/{}", subscription.id));
-    let mut resource = Resource::new()
-        .field("id", &subscription.id)
-        .field("callback_url", &subscription.callback_url)
-        .field("event_types", &subscription.event_types)
-        .field("active", subscription.active)
-        .field("created_at", subscription.created_at);
-    if with_secret {
-        resource = resource.field("secret", &subscription.secret);
-    }
-    resource
-        .link("self", href.clone())
-        .titled_link("delete", href, "DELETE this to unsubscribe")
-        .link("events", app.href(Orders, "/events"))
-}
+use super::events::TOPIC;
+use crate::app::AppState;
+use crate::fault::Problem;
+use crate::hypermedia::{Hal, Input};
+use crate::messaging::publishing::Subscribe;
 
 #[utoipa::path(
     post, path = "/subscriptions", tag = "orders", operation_id = "subscribe",
@@ -61,50 +26,7 @@ pub async fn subscribe(
     State(app): State<AppState>,
     Input(input): Input<Subscribe>,
 ) -> Result<Response, Problem> {
-    let types_wanted = input
-        .event_types
-        .unwrap_or_else(|| EVENT_TYPES.iter().map(|t| (*t).to_owned()).collect());
-    if types_wanted.is_empty() {
-        return Err(Problem::new(
-            types::UNKNOWN_EVENT_TYPE,
-            "Name at least one event type.",
-        ));
-    }
-    if let Some(unknown) = types_wanted
-        .iter()
-        .find(|t| !EVENT_TYPES.contains(&t.as_str()))
-    {
-        return Err(Problem::new(
-            types::UNKNOWN_EVENT_TYPE,
-            format!(
-                "Orders publishes no `{unknown}`; it publishes {}.",
-                EVENT_TYPES.join(", ")
-            ),
-        ));
-    }
-    let url = app
-        .callbacks
-        .check(&input.callback_url)
-        .map_err(|e| Problem::new(types::CALLBACK_NOT_ALLOWED, format!("{e}.")))?;
-    let subscription = Subscription {
-        id: format!("sub_{}", uuid::Uuid::now_v7().simple()),
-        owner: Orders.as_str().to_owned(),
-        callback_url: url.to_string(),
-        event_types: json!(types_wanted),
-        secret: webhooks::new_secret(),
-        active: true,
-        created_at: now_ms(),
-    };
-    app.store
-        .subscription_create(&subscription)
-        .await
-        .map_err(Problem::internal)?;
-    let location = app.href(Orders, &format!("/subscriptions/{}", subscription.id));
-    Ok((
-        [(http::header::LOCATION, location)],
-        Hal(StatusCode::CREATED, render(&app, &subscription, true)),
-    )
-        .into_response())
+    TOPIC.subscribe(&app, input).await
 }
 
 #[utoipa::path(
@@ -121,12 +43,7 @@ pub async fn get_subscription(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Hal, Problem> {
-    let subscription = app
-        .store
-        .subscription_get(&id)
-        .await
-        .map_err(|e| fault::from_store(e, "subscription"))?;
-    Ok(Hal::ok(render(&app, &subscription, false)))
+    TOPIC.subscription(&app, &id).await
 }
 
 #[utoipa::path(
@@ -143,9 +60,5 @@ pub async fn unsubscribe(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    app.store
-        .subscription_delete(&id)
-        .await
-        .map_err(|e| fault::from_store(e, "subscription"))?;
-    Ok(StatusCode::NO_CONTENT)
+    TOPIC.unsubscribe(&app, &id).await
 }

@@ -14,11 +14,12 @@ use crate::app::App;
 use crate::conversation::Claims;
 use crate::fault::{self, Problem, types};
 use crate::participant::Participant::Orders;
-use crate::participants::menu::{self, CURRENCY};
-use crate::participants::orders::{DELIVERY_RADIUS_KM, ORDER_PLACED, events};
+use crate::participants::menu;
+use crate::participants::orders::{self, ORDER_PLACED, events};
 use crate::participants::payments::PaymentAck;
-use crate::participants::payments::cards::Outcome;
-use crate::store::{Order, OrderStatus, Payment, PaymentStatus, Tx, now_ms};
+use crate::participants::payments::cards::{self, Outcome};
+use crate::participants::pricing;
+use crate::store::{Order, OrderStatus, PaymentStatus, Tx, now_ms};
 
 /// Does `step` for the slip: its result, or the problem that faults the slip.
 pub async fn perform(
@@ -95,55 +96,29 @@ fn stores_of(items: &[Line]) -> Result<Vec<&'static menu::Store>, Problem> {
     Ok(stores)
 }
 
-fn open(store: &menu::Store) -> Result<(), Problem> {
-    if store.open {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            types::STORE_CLOSED,
-            format!("{} is closed.", store.name),
-        ))
-    }
-}
-
-/// Stores: every store of the items is open and delivers to the address.
+/// Stores: every store of the items is open and delivers to the address
+/// (orders' own rule, [`orders::serves`]).
 fn validate_address(items: &[Line], address: Option<Address>) -> Result<Value, Problem> {
     let address = address
         .ok_or_else(|| Problem::new(types::INVALID_BODY, "validate-address needs an address."))?;
-    let mut farthest: f64 = 0.0;
     let stores = stores_of(items)?;
+    let mut farthest: f64 = 0.0;
     for store in &stores {
-        open(store)?;
-        let km = menu::distance_km(store.lat, store.lon, address.lat, address.lon);
-        if km > DELIVERY_RADIUS_KM {
-            return Err(Problem::new(
-                types::OUTSIDE_DELIVERY_AREA,
-                format!(
-                    "The address is {km:.1} km from {}; it delivers within {DELIVERY_RADIUS_KM} km.",
-                    store.name
-                ),
-            ));
-        }
-        farthest = farthest.max(km);
+        farthest = farthest.max(orders::serves(store, Some((address.lat, address.lon)))?);
     }
     let ids: Vec<&str> = stores.iter().map(|s| s.id).collect();
     Ok(json!({ "stores": ids, "km": (farthest * 10.0).round() / 10.0 }))
 }
 
-/// Pricing: item prices, one delivery fee per store, the total (the rule of
-/// pricing's query-result `quote`). The slip keeps the summary: the lines
-/// are the requestor's, and every byte of a result rides in every later hop.
+/// Pricing: pricing's own rule ([`pricing::price_lines`]). The slip keeps the
+/// summary: the lines are the requestor's, and every byte of a result rides
+/// in every later hop.
 fn price(items: &[Line]) -> Result<Value, Problem> {
-    let stores = stores_of(items)?;
-    let goods = items
-        .iter()
-        .map(|line| menu::item_by_sku(&line.sku).map_or(0, |i| i.price) * line.qty)
-        .sum::<i64>();
-    let delivery_fee = stores.iter().map(|s| s.delivery_fee).sum::<i64>();
+    let quote = pricing::price_lines(items.iter().map(|l| (l.sku.as_str(), l.qty)))?;
     serde_json::to_value(Priced {
-        total: goods + delivery_fee,
-        delivery_fee,
-        currency: CURRENCY.to_owned(),
+        total: quote.total,
+        delivery_fee: quote.delivery_fee,
+        currency: quote.currency,
     })
     .map_err(Problem::internal)
 }
@@ -180,41 +155,13 @@ async fn take_payment(
             "The card processor is unavailable.",
         ));
     }
-    let (status, reason) = match card.outcome {
-        Outcome::Declined => (PaymentStatus::Declined, Some("card_declined")),
-        Outcome::InsufficientFunds => (PaymentStatus::Declined, Some("insufficient_funds")),
-        _ => (PaymentStatus::Captured, None),
-    };
-    let payment = Payment {
-        id: uuid::Uuid::now_v7().to_string(),
-        conversation_id: claims.cid.to_string(),
-        amount: quote.total,
-        currency: quote.currency.clone(),
-        last4: Some(card.last4.clone()),
-        status,
-        reason: reason.map(str::to_owned),
-        created_at: now_ms(),
-    };
+    let (payment, answer) =
+        cards::charge(&card, &claims.cid.to_string(), quote.total, &quote.currency);
     tx.insert_payment(&payment)
         .await
         .map_err(Problem::internal)?;
-    match card.outcome {
-        Outcome::Declined => Err(Problem::new(types::CARD_DECLINED, "The card was declined.")
-            .with("payment_id", &payment.id)),
-        Outcome::InsufficientFunds => Err(Problem::new(
-            types::INSUFFICIENT_FUNDS,
-            "The card has insufficient funds for this amount.",
-        )
-        .with("payment_id", &payment.id)),
-        _ => serde_json::to_value(PaymentAck {
-            payment_id: payment.id,
-            amount: payment.amount,
-            currency: payment.currency,
-            last4: card.last4,
-            status: PaymentStatus::Captured,
-        })
-        .map_err(Problem::internal),
-    }
+    let ack = answer.map_err(|fault| fault.with("payment_id", &payment.id))?;
+    serde_json::to_value(ack).map_err(Problem::internal)
 }
 
 /// Orders: places the paid order if every store is open, and publishes
@@ -230,7 +177,7 @@ async fn raise_order(
     let payment: PaymentAck = slip.result_of(Step::TakePayment)?;
     let stores = stores_of(&slip.terms.items)?;
     for store in &stores {
-        open(store)?;
+        orders::serves(store, None)?;
     }
     let subscribers = app
         .store

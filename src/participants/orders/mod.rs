@@ -16,7 +16,7 @@ mod raise;
 pub mod subscriptions;
 
 pub use cancel::{CANCEL_ORDER, CANCEL_REPLY};
-pub use raise::{DELIVERY_RADIUS_KM, ORDER_FAULT};
+pub use raise::{DELIVERY_RADIUS_KM, ORDER_FAULT, serves};
 
 use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;

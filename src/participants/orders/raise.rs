@@ -162,33 +162,41 @@ pub async fn raise_order(
 
 /// Whether the order can be placed: every store open, the address within reach.
 fn check(message: &RaiseOrder) -> Option<Problem> {
-    for id in &message.stores {
-        let Some(store) = menu::store(id) else {
-            return Some(Problem::new(
-                types::STORE_CLOSED,
-                format!("There is no store `{id}`."),
-            ));
-        };
-        if !store.open {
-            return Some(Problem::new(
-                types::STORE_CLOSED,
-                format!("{} is closed.", store.name),
-            ));
-        }
-        if let Some(address) = message.address {
-            let km = menu::distance_km(store.lat, store.lon, address.lat, address.lon);
-            if km > DELIVERY_RADIUS_KM {
-                return Some(Problem::new(
-                    types::OUTSIDE_DELIVERY_AREA,
-                    format!(
-                        "The address is {km:.1} km from {}; it delivers within {DELIVERY_RADIUS_KM} km.",
-                        store.name
-                    ),
-                ));
-            }
-        }
+    let address = message.address.map(|a| (a.lat, a.lon));
+    message.stores.iter().find_map(|id| match menu::store(id) {
+        None => Some(Problem::new(
+            types::STORE_CLOSED,
+            format!("There is no store `{id}`."),
+        )),
+        Some(store) => serves(store, address).err(),
+    })
+}
+
+/// The rule orders places by, for whoever checks an order before placing it
+/// (orders' `raise-order` and the routing slip's steps): the store is open
+/// and, given an address (latitude, longitude), delivers that far. Returns
+/// the distance in km (0 without an address).
+pub fn serves(store: &menu::Store, address: Option<(f64, f64)>) -> Result<f64, Problem> {
+    if !store.open {
+        return Err(Problem::new(
+            types::STORE_CLOSED,
+            format!("{} is closed.", store.name),
+        ));
     }
-    None
+    let Some((lat, lon)) = address else {
+        return Ok(0.0);
+    };
+    let km = menu::distance_km(store.lat, store.lon, lat, lon);
+    if km > DELIVERY_RADIUS_KM {
+        return Err(Problem::new(
+            types::OUTSIDE_DELIVERY_AREA,
+            format!(
+                "The address is {km:.1} km from {}; it delivers within {DELIVERY_RADIUS_KM} km.",
+                store.name
+            ),
+        ));
+    }
+    Ok(km)
 }
 
 fn fault_to(app: &App, headers: &HeaderMap) -> Result<Option<AsyncReply>, Problem> {

@@ -14,6 +14,10 @@
 //! The number itself is never stored, logged or put in a token: only its
 //! last four digits leave this module.
 
+use super::PaymentAck;
+use crate::fault::{Problem, types};
+use crate::store::{Payment, PaymentStatus, now_ms};
+
 /// What taking a payment with a card does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -31,6 +35,49 @@ pub enum Outcome {
 pub struct Card {
     pub last4: String,
     pub outcome: Outcome,
+}
+
+/// The charge rule, for whoever takes a payment (payments' `take` step and
+/// the routing slip's `take-payment`): the payment to record — captured, or
+/// declined with its reason — and the answer: the acknowledgement, or the
+/// fault that replaces it. A processor that is down records nothing; callers
+/// answer it before they get here.
+pub fn charge(
+    card: &Card,
+    conversation: &str,
+    amount: i64,
+    currency: &str,
+) -> (Payment, Result<PaymentAck, Problem>) {
+    let (status, reason) = match card.outcome {
+        Outcome::Declined => (PaymentStatus::Declined, Some("card_declined")),
+        Outcome::InsufficientFunds => (PaymentStatus::Declined, Some("insufficient_funds")),
+        _ => (PaymentStatus::Captured, None),
+    };
+    let payment = Payment {
+        id: uuid::Uuid::now_v7().to_string(),
+        conversation_id: conversation.to_owned(),
+        amount,
+        currency: currency.to_owned(),
+        last4: Some(card.last4.clone()),
+        status,
+        reason: reason.map(str::to_owned),
+        created_at: now_ms(),
+    };
+    let answer = match card.outcome {
+        Outcome::Declined => Err(Problem::new(types::CARD_DECLINED, "The card was declined.")),
+        Outcome::InsufficientFunds => Err(Problem::new(
+            types::INSUFFICIENT_FUNDS,
+            "The card has insufficient funds for this amount.",
+        )),
+        _ => Ok(PaymentAck {
+            payment_id: payment.id.clone(),
+            amount,
+            currency: currency.to_owned(),
+            last4: card.last4.clone(),
+            status: PaymentStatus::Captured,
+        }),
+    };
+    (payment, answer)
 }
 
 /// Why a card number was refused before any processing.

@@ -14,7 +14,7 @@ use crate::hypermedia::{Hal, Input, Resource};
 use crate::messaging::exchange::{self, AsyncReply};
 use crate::messaging::rules;
 use crate::participant::Participant::{Payments, Pricing};
-use crate::store::{InboxClaim, MessageKind, Payment, PaymentStatus, now_ms};
+use crate::store::{InboxClaim, MessageKind, PaymentStatus};
 
 pub const TAKE_PAYMENT: &str = "take-payment";
 /// The step a payment reply performs at the requestor.
@@ -177,50 +177,23 @@ async fn charge_once(
         }
         InboxClaim::Claimed => crate::crash::point("inbox-after-claim"),
     }
-    let (status, reason) = match card.outcome {
-        Outcome::Declined => (PaymentStatus::Declined, Some("card_declined")),
-        Outcome::InsufficientFunds => (PaymentStatus::Declined, Some("insufficient_funds")),
-        _ => (PaymentStatus::Captured, None),
-    };
-    let payment = Payment {
-        id: uuid::Uuid::now_v7().to_string(),
-        conversation_id: claims.cid.to_string(),
-        amount: charge.amount,
-        currency: charge.currency.clone(),
-        last4: Some(card.last4.clone()),
-        status,
-        reason: reason.map(str::to_owned),
-        created_at: now_ms(),
-    };
+    let (payment, answer) = cards::charge(
+        card,
+        &claims.cid.to_string(),
+        charge.amount,
+        &charge.currency,
+    );
     tx.insert_payment(&payment)
         .await
         .map_err(Problem::internal)?;
-    let (body, code) = match card.outcome {
-        Outcome::Declined => {
-            let fault = Problem::new(types::CARD_DECLINED, "The card was declined.")
-                .in_conversation(claims.cid);
+    let (body, code) = match answer {
+        Ok(ack) => (
+            serde_json::to_value(ack).map_err(Problem::internal)?,
+            StatusCode::CREATED,
+        ),
+        Err(fault) => {
+            let fault = fault.in_conversation(claims.cid);
             (fault.body(), fault.status())
-        }
-        Outcome::InsufficientFunds => {
-            let fault = Problem::new(
-                types::INSUFFICIENT_FUNDS,
-                "The card has insufficient funds for this amount.",
-            )
-            .in_conversation(claims.cid);
-            (fault.body(), fault.status())
-        }
-        _ => {
-            let ack = PaymentAck {
-                payment_id: payment.id.clone(),
-                amount: payment.amount,
-                currency: payment.currency.clone(),
-                last4: card.last4.clone(),
-                status: PaymentStatus::Captured,
-            };
-            (
-                serde_json::to_value(ack).map_err(Problem::internal)?,
-                StatusCode::CREATED,
-            )
         }
     };
     let stored = reply(app, claims, &body, code)?;

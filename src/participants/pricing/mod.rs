@@ -63,23 +63,29 @@ pub struct PricedLine {
 
 /// Prices a basket: item prices, one delivery fee per store, the total.
 fn price(request: &PriceRequest) -> Result<Quote, Problem> {
-    let mut items = Vec::with_capacity(request.items.len());
+    price_lines(request.items.iter().map(|l| (l.sku.as_str(), l.qty)))
+}
+
+/// The pricing rule, for whoever prices lines (the checkout's `price` and the
+/// routing slip's `price` step): item prices, one delivery fee per store of
+/// the items, the total.
+pub fn price_lines<'a>(
+    lines: impl ExactSizeIterator<Item = (&'a str, i64)>,
+) -> Result<Quote, Problem> {
+    let mut items = Vec::with_capacity(lines.len());
     let mut stores: Vec<&str> = Vec::new();
-    for line in &request.items {
-        let item = menu::item_by_sku(&line.sku).ok_or_else(|| {
-            Problem::new(
-                types::UNKNOWN_SKU,
-                format!("`{}` is not on the menu.", line.sku),
-            )
+    for (sku, qty) in lines {
+        let item = menu::item_by_sku(sku).ok_or_else(|| {
+            Problem::new(types::UNKNOWN_SKU, format!("`{sku}` is not on the menu."))
         })?;
         if !stores.contains(&item.store) {
             stores.push(item.store);
         }
         items.push(PricedLine {
-            sku: line.sku.clone(),
-            qty: line.qty,
+            sku: sku.to_owned(),
+            qty,
             unit_price: item.price,
-            line_total: item.price * line.qty,
+            line_total: item.price * qty,
         });
     }
     let delivery_fee = stores

@@ -68,3 +68,39 @@ async fn the_token_is_accepted_in_the_conversation_state_header() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// Every participant linked from `GET /` answers, and every link of its page
+/// (but the journal, which wants a conversation id put in) leads somewhere.
+#[tokio::test]
+async fn every_participant_page_links_to_resources_that_answer() {
+    let app = spawn_app().await;
+    let root = app.get("/").await;
+    let mut followed = 0;
+    for participant in [
+        "basket",
+        "pricing",
+        "payments",
+        "orders",
+        "deliveries",
+        "couriers",
+        "stores",
+        "search",
+    ] {
+        let page = app.get(&root.link(participant)).await;
+        assert_eq!(page.status, 200, "{participant}: {:#}", page.body);
+        assert_eq!(page.body["participant"], participant);
+        for (rel, link) in page.body["_links"].as_object().unwrap() {
+            if rel == "journal" {
+                continue;
+            }
+            let href = link["href"].as_str().unwrap();
+            let target = app.get(href).await;
+            assert_eq!(target.status, 200, "{participant} `{rel}` {href}");
+            followed += 1;
+        }
+    }
+    assert!(followed >= 8 * 4 + 8, "only {followed} links followed");
+    let deliveries = app.get(&root.link("deliveries")).await;
+    let list = app.get(&deliveries.link("deliveries")).await;
+    assert!(list.body["_embedded"].is_object() || list.body["count"].is_number());
+}

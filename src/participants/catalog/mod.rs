@@ -261,10 +261,14 @@ pub async fn participant_index(
         .ok()
         .filter(|p| app.hosts(*p))
         .ok_or_else(|| crate::fault::for_status(http::StatusCode::NOT_FOUND))?;
+    let mut resource = Resource::new()
+        .field("participant", participant)
+        .field("role", participant.role());
+    for (rel, path, title) in resources_of(participant) {
+        resource = resource.titled_link(rel, app.href(participant, path), title);
+    }
     Ok(Hal::ok(
-        Resource::new()
-            .field("participant", participant)
-            .field("role", participant.role())
+        resource
             .link("self", app.href(participant, ""))
             .link("start", app.root_href("/"))
             .link("jwks", app.root_href("/.well-known/jwks.json"))
@@ -279,6 +283,45 @@ pub async fn participant_index(
                 "Its journal of one conversation (put the id in)",
             ),
     ))
+}
+
+/// What a participant offers to read, beyond its outbox and journal: the
+/// resources a client or an administrator starts from (rel, path, title).
+fn resources_of(participant: Participant) -> &'static [(&'static str, &'static str, &'static str)] {
+    match participant {
+        Participant::Orders => &[("events", "/events", "The pull feed of order events")],
+        Participant::Deliveries => &[
+            (
+                "deliveries",
+                "/deliveries",
+                "Every delivery (filter with ?state=, page with ?page=)",
+            ),
+            (
+                "summary",
+                "/deliveries/summary",
+                "Counts per state, mean time per stage",
+            ),
+            (
+                "couriers",
+                "/couriers",
+                "The couriers registered to be solicited",
+            ),
+        ],
+        Participant::Stores => &[
+            ("stores", "/stores", "The store listings"),
+            ("menu", "/menu", "What the stores sell"),
+            ("events", "/events", "The pull feed of store events"),
+        ],
+        Participant::Search => &[(
+            "stores",
+            "/stores?near=52.52,13.405",
+            "Stores nearest a point (change ?near=lat,lon)",
+        )],
+        Participant::Basket
+        | Participant::Pricing
+        | Participant::Payments
+        | Participant::Couriers => &[],
+    }
 }
 
 #[utoipa::path(

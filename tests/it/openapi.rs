@@ -49,3 +49,20 @@ async fn the_server_serves_the_same_document() {
         serde_json::from_str(&conversant::openapi::to_pretty_json()).unwrap();
     assert_eq!(served.body, generated);
 }
+
+/// The README's table of fault types is the catalogue's: a type added in
+/// the code and not documented (or documented wrongly) fails here.
+#[test]
+fn the_readme_lists_every_problem_type() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for kind in conversant::fault::types::ALL {
+        let row = format!(
+            "| `/problems/{}` | {} | {} |",
+            kind.slug,
+            kind.status.as_u16(),
+            kind.title
+        );
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
+}

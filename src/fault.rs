@@ -87,6 +87,7 @@ pub mod types {
         NOT_YET = ("not-yet", NOT_FOUND, "Not there yet");
         NOT_CAPTURED = ("not-captured", CONFLICT, "The payment was never captured");
         NOT_PLACED = ("not-placed", CONFLICT, "The order was never placed");
+        ALREADY_PAID = ("already-paid", CONFLICT, "The checkout is paid: it can no longer be cancelled");
         STORE_CLOSED = ("store-closed", UNPROCESSABLE_ENTITY, "The store is closed");
         OUTSIDE_DELIVERY_AREA = ("outside-delivery-area", UNPROCESSABLE_ENTITY, "The address is outside the delivery area");
         CHAOS = ("chaos", SERVICE_UNAVAILABLE, "A failure injected by the chaos setting");

@@ -158,6 +158,30 @@ impl Sender {
             .await
     }
 
+    /// GETs a resource of `to` (a query: no token, safe to repeat).
+    pub async fn get(&self, to: Participant, path: &str) -> Result<Reply, SendError> {
+        let url = self.url(to, path)?;
+        let response = self
+            .http
+            .get(&url)
+            .header(
+                http::header::ACCEPT,
+                "application/hal+json, application/problem+json",
+            )
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.classify(to, e))?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| self.classify(to, e))?;
+        Ok(Reply {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            link: None,
+            state: None,
+        })
+    }
+
     async fn post(
         &self,
         to: Participant,

@@ -103,8 +103,9 @@ async fn a_declined_card_is_a_fault_with_links_to_pay_again() {
         )
         .await;
     assert_eq!(paid.status, 200, "{:#}", paid.body);
-    let cancelled = app.post_empty(&declined.link("cancel")).await;
-    assert_eq!(cancelled.body["status"], "cancelled");
+    // The declined attempt's `cancel` still verifies, but the checkout is paid now.
+    let too_late = app.post_empty(&declined.link("cancel")).await;
+    assert_eq!(too_late.problem_type(), "/problems/already-paid");
 }
 
 #[tokio::test]
@@ -358,4 +359,25 @@ async fn a_subscriber_answering_410_gone_is_unsubscribed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A signed token cannot be revoked: after `pay`, the priced checkout's
+/// `cancel` link still verifies, so pricing asks payments and refuses.
+#[tokio::test]
+async fn a_paid_checkout_can_no_longer_be_cancelled() {
+    let app = spawn_app().await;
+    let priced = priced(&app).await;
+    let paid = app
+        .post_json(
+            &priced.link("pay"),
+            json!({ "card_number": "4242424242424242" }),
+        )
+        .await;
+    assert!(paid.status < 300, "{:#}", paid.body);
+    let refused = app.post_empty(&priced.link("cancel")).await;
+    assert_eq!(refused.status, 409, "{:#}", refused.body);
+    assert_eq!(refused.problem_type(), "/problems/already-paid");
+    let payment = app.get(&refused.link("payment")).await;
+    assert_eq!(payment.body["status"], "captured");
+    assert!(refused.has_link("conversation"));
 }

@@ -22,10 +22,11 @@ use super::basket;
 use super::menu::{self, CURRENCY};
 use crate::app::{App, AppState};
 use crate::conversation::token::Minted;
-use crate::conversation::{Expect, Next, StateToken};
+use crate::conversation::{Claims, Expect, Next, StateToken};
 use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Property, Resource};
-use crate::participant::Participant::{Basket, Pricing};
+use crate::messaging::sender::SendError;
+use crate::participant::Participant::{Basket, Payments, Pricing};
 
 pub const PRICE: &str = "price";
 pub const VIEW: &str = "view";
@@ -194,11 +195,57 @@ pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal,
         (status = 200, description = "The conversation has ended", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The checkout was paid: it ends by its order or a refund", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 502, description = "Payments could not say whether the checkout was paid", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn cancel(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, CANCEL)).await?;
+    refuse_if_paid(&app, &claims).await?;
     Ok(Hal::ok(basket::cancelled(&app, &claims)))
+}
+
+/// A signed token cannot be revoked: the priced checkout's `cancel` link
+/// still verifies after `pay` succeeded. So cancel asks payments (a query,
+/// over HTTP) whether this conversation has a captured payment, and refuses
+/// with a link to it: a paid checkout ends by its order, or by a refund.
+async fn refuse_if_paid(app: &App, claims: &Claims) -> Result<(), Problem> {
+    let path = format!("/payments?conversation={}", claims.cid);
+    let reply = match app.sender.get(Payments, &path).await {
+        Ok(reply) => reply,
+        // No route to payments: nothing can have been paid through this pricing.
+        Err(SendError::Unknown(_)) => return Ok(()),
+        Err(e) => return Err(Problem::from(e)),
+    };
+    if !reply.status.is_success() {
+        return Err(Problem::new(
+            types::PEER_UNAVAILABLE,
+            "Payments could not say whether this checkout was paid.",
+        ));
+    }
+    let captured = reply.body["_embedded"]["payments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["status"] == "captured");
+    match captured {
+        None => Ok(()),
+        Some(payment) => {
+            let href = payment["_links"]["self"]["href"]
+                .as_str()
+                .unwrap_or_default();
+            Err(Problem::new(
+                types::ALREADY_PAID,
+                "This checkout was paid, so it can no longer be cancelled.",
+            )
+            .in_conversation(claims.cid)
+            .link("payment", href)
+            .link(
+                "conversation",
+                app.root_href(&format!("/conversations/{}", claims.cid)),
+            ))
+        }
+    }
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

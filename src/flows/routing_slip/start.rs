@@ -15,7 +15,7 @@ use crate::app::{App, AppState};
 use crate::conversation::{Expect, Next, Pattern, StateToken};
 use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Input, Property, Resource};
-use crate::participant::Participant::Basket;
+use crate::participant::Participant::{Basket, Orders, Payments};
 use crate::participants::basket::MAX_QUANTITY;
 
 /// The link relation, and the step the requestor's signature records.
@@ -306,6 +306,15 @@ fn render(
         resource = resource
             .field("fault", receipts(std::slice::from_ref(fault)).remove(0))
             .field("compensations", compensations(slip));
+    }
+    // What the steps made, as resources of the participants that made them.
+    for receipt in &slip.done {
+        if let Some(id) = receipt.result["payment_id"].as_str() {
+            resource = resource.link("payment", app.href(Payments, &format!("/payments/{id}")));
+        }
+        if let Some(id) = receipt.result["order_id"].as_str() {
+            resource = resource.link("order", app.href(Orders, &format!("/orders/{id}")));
+        }
     }
     resource
         .titled_link(

@@ -124,17 +124,23 @@ async fn a_paid_checkout_is_rebuilt_from_every_journal_in_causal_order() {
         "orders' event is in the transcript"
     );
 
-    // The chain: the final token is pricing's `paid`, and replaying the
-    // walk from it reproduces its digest.
+    // The chain: the latest turn is orders' `order.placed`, signed as the
+    // turn after "raise order", and replaying the walk from it reproduces
+    // its digest. Pricing's `paid` answer to the client is a branch off
+    // "raise order", checked against its cause like every chained message.
     let final_message = view.body["final_message"].as_str().unwrap();
+    let placed = &messages[position(messages, "order.placed")];
+    assert_eq!(placed["message_id"], final_message);
     assert_eq!(
-        messages[position(messages, "paid")]["message_id"],
-        final_message
+        placed["causation_id"],
+        messages[position(messages, "raise-order")]["message_id"]
     );
     assert_eq!(
         replay_from_final(messages, final_message),
         view.body["final_chain"].as_str().unwrap()
     );
+    let paid = &messages[position(messages, "paid")];
+    assert_eq!(paid["causation_id"], placed["causation_id"]);
     // The journals recorded the very digest the client's token carries.
     let (_, claims) = decode(&token_of(&priced.link("pay")));
     let price = messages

@@ -251,7 +251,7 @@ async fn raise_order(
         created_at: now_ms(),
     };
     tx.insert_order(&order).await.map_err(Problem::internal)?;
-    let data = json!({
+    let mut data = json!({
         "order_id": order.id,
         "conversation": order.conversation_id,
         "total": order.total,
@@ -259,6 +259,9 @@ async fn raise_order(
         "stores": ids,
         "payment_id": order.payment_id,
     });
+    if let Some(address) = slip.terms.address {
+        data["address"] = json!({ "lat": address.lat, "lon": address.lon });
+    }
     events::publish(app, tx, ORDER_PLACED, claims, &order.id, data, &subscribers).await?;
     Ok(json!({ "order_id": order.id, "status": OrderStatus::Placed }))
 }

@@ -1,20 +1,37 @@
 //! Publishing: the `order.placed` event, to subscribers and on the pull feed.
 
+use std::time::Duration;
+
 use axum::extract::{Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::app::{AppState, Note};
-use crate::conversation::Claims;
+use crate::app::AppState;
+use crate::conversation::continuation::HEADER;
+use crate::conversation::{Claims, Next};
 use crate::fault::Problem;
 use crate::hypermedia::{Hal, Resource};
 use crate::messaging::outbox::KIND_WEBHOOK;
 use crate::messaging::webhooks;
-use crate::participant::Participant::Orders;
-use crate::store::{MessageKind, NewEvent, NewOutboxMessage, Subscription, Tx, now_ms};
+use crate::participant::Participant::{self, Deliveries, Orders};
+use crate::store::{NewEvent, NewOutboxMessage, Subscription, Tx, now_ms};
+
+/// How long an event's token stays valid: the relay may deliver it late,
+/// after retries.
+const EVENT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The participants that may take a conversation up from orders' events:
+/// deliveries starts a delivery from `order.placed`.
+pub const TAKEN_UP_BY: &[Participant] = &[Deliveries];
 
 /// Appends the event to the feed and queues one signed delivery per
 /// subscriber, in the caller's transaction.
+///
+/// The event is a message of the conversation that caused it: orders signs
+/// it as the turn after `cause` (its state is the event's data), journals it
+/// as published, and every webhook delivery carries that token in its
+/// `Conversation-State` header, so a participant that takes the
+/// conversation up (deliveries) continues the same chain. The pull feed
+/// shows the event without the token.
 pub async fn publish(
     app: &crate::app::App,
     tx: &mut Tx,
@@ -44,6 +61,18 @@ pub async fn publish(
         subject,
         &data,
     );
+    let mut next = Next::after(cause, event_type)
+        .to(TAKEN_UP_BY)
+        .allow(&[event_type])
+        .state(data)
+        .ttl(EVENT_TTL);
+    next.slip = None;
+    let status = if subscribers.is_empty() {
+        "published (feed only)"
+    } else {
+        "published"
+    };
+    let token = app.mint_event(Orders, next, status)?.token;
     for subscription in subscribers {
         tx.outbox_enqueue(&NewOutboxMessage {
             id: uuid::Uuid::now_v7().to_string(),
@@ -54,29 +83,13 @@ pub async fn publish(
                 "subscription": subscription.id,
                 "webhook-id": id,
                 "content-type": "application/cloudevents+json",
+                HEADER: token,
             }),
             body: event.clone(),
         })
         .await
         .map_err(Problem::internal)?;
     }
-    app.journal_note(
-        Orders,
-        MessageKind::Event,
-        Note {
-            conversation: cause.cid,
-            causation: Some(cause.jti),
-            from: Orders.as_str(),
-            to: "subscribers",
-            pattern: "out-only",
-            step: event_type,
-            status: if subscribers.is_empty() {
-                "published (feed only)"
-            } else {
-                "published"
-            },
-        },
-    );
     Ok(())
 }
 

@@ -261,24 +261,49 @@ pub async fn participant_index(
         .ok()
         .filter(|p| app.hosts(*p))
         .ok_or_else(|| crate::fault::for_status(http::StatusCode::NOT_FOUND))?;
-    Ok(Hal::ok(
-        Resource::new()
-            .field("participant", participant)
-            .field("role", participant.role())
-            .link("self", app.href(participant, ""))
-            .link("start", app.root_href("/"))
-            .link("jwks", app.root_href("/.well-known/jwks.json"))
-            .titled_link(
-                "outbox",
-                app.href(participant, "/outbox"),
-                "What it has to send, and its dead letters",
-            )
-            .titled_link(
-                "journal",
-                app.href(participant, "/journal?conversation={cid}"),
-                "Its journal of one conversation (put the id in)",
-            ),
-    ))
+    let resource = Resource::new()
+        .field("participant", participant)
+        .field("role", participant.role())
+        .link("self", app.href(participant, ""))
+        .link("start", app.root_href("/"))
+        .link("jwks", app.root_href("/.well-known/jwks.json"))
+        .titled_link(
+            "outbox",
+            app.href(participant, "/outbox"),
+            "What it has to send, and its dead letters",
+        )
+        .titled_link(
+            "journal",
+            app.href(participant, "/journal?conversation={cid}"),
+            "Its journal of one conversation (put the id in)",
+        );
+    Ok(Hal::ok(own_links(&app, participant, resource)))
+}
+
+/// Where a participant's own resources start, beside what every participant has.
+fn own_links(app: &App, participant: Participant, r: Resource) -> Resource {
+    let link = |r: Resource, rel: &str, path: &str, title: &str| {
+        r.titled_link(rel, app.href(participant, path), title)
+    };
+    match participant {
+        Participant::Deliveries => {
+            let r = link(
+                r,
+                "deliveries",
+                "/deliveries",
+                "The deliveries (central administration)",
+            );
+            let r = link(
+                r,
+                "summary",
+                "/deliveries/summary",
+                "Deliveries per state, and time per stage",
+            );
+            link(r, "couriers", "/couriers", "The couriers deliveries tracks")
+        }
+        Participant::Orders => link(r, "events", "/events", "The pull feed of order events"),
+        _ => r,
+    }
 }
 
 #[utoipa::path(

@@ -104,8 +104,11 @@ impl App {
     }
 
     /// Signs the next message of a conversation, and journals it as sent.
+    /// A token addressed to its own issuer is a reply to the client (its
+    /// links), unless it is marked a request: a participant asking one of
+    /// its own steps (the saga following deliveries' `solicit`).
     pub fn mint(&self, iss: Participant, next: Next) -> Result<Minted, Problem> {
-        let to_client = next.aud == [iss];
+        let to_client = next.aud == [iss] && next.kind != Some(MessageKind::Request);
         let to = if to_client {
             "client".to_owned()
         } else {
@@ -120,6 +123,36 @@ impl App {
         } else {
             MessageKind::Request
         });
+        self.sign_and_journal(iss, next, to, kind, "sent")
+    }
+
+    /// Signs an event (Out-Only) of a conversation, and journals it as
+    /// published to its subscribers: `status` says whether any subscribed.
+    /// The token's audience are the participants that may take the
+    /// conversation up from the event.
+    pub fn mint_event(
+        &self,
+        iss: Participant,
+        next: Next,
+        status: &str,
+    ) -> Result<Minted, Problem> {
+        self.sign_and_journal(
+            iss,
+            next,
+            "subscribers".to_owned(),
+            MessageKind::Event,
+            status,
+        )
+    }
+
+    fn sign_and_journal(
+        &self,
+        iss: Participant,
+        next: Next,
+        to: String,
+        kind: MessageKind,
+        status: &str,
+    ) -> Result<Minted, Problem> {
         let (causation, step) = (next.causation, next.step.clone());
         let minted = self.minter.mint(iss, next).map_err(Problem::internal)?;
         self.journal.record(JournalEntry {
@@ -133,7 +166,7 @@ impl App {
             kind,
             step,
             chain: minted.claims.chn.clone(),
-            status: "sent".to_owned(),
+            status: status.to_owned(),
             at: now_ms(),
         });
         Ok(minted)

@@ -22,4 +22,4 @@ pub mod token;
 pub use claims::{Claims, Pattern};
 pub use continuation::StateToken;
 pub use keys::{KeyRing, Signing};
-pub use token::{Expect, Minter, Next, TokenError, TrustStore};
+pub use token::{Expect, Head, Minter, Next, TokenError, TrustStore};

@@ -173,6 +173,27 @@ impl Next {
         }
     }
 
+    /// The message that follows `head` in its conversation, for a participant
+    /// that keeps the conversation centrally (the saga) rather than receiving
+    /// its latest token with the request. A head without a message starts
+    /// the chain in `head.cid`.
+    pub fn resume(head: &Head, pat: Pattern, step: &str) -> Self {
+        Next {
+            cid: head.cid,
+            pat,
+            seq: head.jti.map_or(0, |_| head.seq.saturating_add(1)),
+            prev_chn: head.chn.clone(),
+            step: step.to_owned(),
+            aud: Vec::new(),
+            nxt: Vec::new(),
+            st: Value::Null,
+            slip: None,
+            causation: head.jti,
+            kind: None,
+            ttl: None,
+        }
+    }
+
     /// Who may act on the token.
     pub fn to(mut self, aud: &[Participant]) -> Self {
         self.aud = aud.to_vec();
@@ -198,6 +219,41 @@ impl Next {
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
+    }
+}
+
+/// Where a conversation stands: its latest message's id, turn and chain
+/// digest. What a participant keeps to continue a conversation whose latest
+/// token it holds no longer (see [`Next::resume`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub cid: ConversationId,
+    /// The latest message; `None` before the first.
+    pub jti: Option<MessageId>,
+    pub seq: u32,
+    pub chn: String,
+}
+
+impl Head {
+    /// A conversation with no message yet.
+    pub fn empty(cid: ConversationId) -> Self {
+        Head {
+            cid,
+            jti: None,
+            seq: 0,
+            chn: chain::GENESIS.to_owned(),
+        }
+    }
+}
+
+impl From<&Claims> for Head {
+    fn from(claims: &Claims) -> Self {
+        Head {
+            cid: claims.cid,
+            jti: Some(claims.jti),
+            seq: claims.seq,
+            chn: claims.chn.clone(),
+        }
     }
 }
 
@@ -559,4 +615,50 @@ fn parse_jwks(jwks: &Value, participant: Participant) -> Vec<(String, Arc<Truste
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resuming_from_a_head_continues_its_chain_like_after_does() {
+        let first = Next::start(Pattern::TurnTaking, "start-checkout");
+        let claims = Claims {
+            iss: "orders".into(),
+            aud: vec!["deliveries".into()],
+            iat: 0,
+            nbf: 0,
+            exp: 0,
+            jti: MessageId::new(),
+            cid: first.cid,
+            pat: Pattern::TurnTaking,
+            seq: 7,
+            nxt: vec![],
+            chn: "digest".into(),
+            st: Value::Null,
+            slip: None,
+        };
+        let after = Next::after(&claims, "order.placed");
+        let resumed = Next::resume(
+            &Head::from(&claims),
+            Pattern::ProcessManager,
+            "order.placed",
+        );
+        assert_eq!(
+            (
+                resumed.cid,
+                resumed.seq,
+                &resumed.prev_chn,
+                resumed.causation
+            ),
+            (after.cid, after.seq, &after.prev_chn, after.causation)
+        );
+        assert_eq!(resumed.pat, Pattern::ProcessManager);
+
+        let fresh = Next::resume(&Head::empty(first.cid), Pattern::ProcessManager, "create");
+        assert_eq!((fresh.seq, fresh.causation), (0, None));
+        assert_eq!(fresh.prev_chn, chain::GENESIS);
+        assert_eq!(fresh.cid, first.cid);
+    }
 }

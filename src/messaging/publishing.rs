@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use super::outbox::KIND_WEBHOOK;
 use super::webhooks;
 use crate::app::App;
+use crate::conversation::continuation::HEADER;
 use crate::fault::{self, Problem, types};
 use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant;
@@ -66,6 +67,10 @@ pub struct Event<'a> {
     /// The conversation the event belongs to.
     pub conversation: String,
     pub data: Value,
+    /// The event's own signed token, when it is a turn of its conversation:
+    /// every delivery carries it in its `Conversation-State` header (the pull
+    /// feed shows the event without it).
+    pub token: Option<String>,
 }
 
 impl Topic {
@@ -90,17 +95,24 @@ impl Topic {
         .await
         .map_err(Problem::internal)?;
         let body = self.cloud_event(app, &event.id, event.event_type, time, &event.data);
+        let headers = |subscription: &str| {
+            let mut headers = json!({
+                "subscription": subscription,
+                "webhook-id": event.id,
+                "content-type": "application/cloudevents+json",
+            });
+            if let Some(token) = &event.token {
+                headers[HEADER] = json!(token);
+            }
+            headers
+        };
         for subscription in subscribers {
             tx.outbox_enqueue(&NewOutboxMessage {
                 id: uuid::Uuid::now_v7().to_string(),
                 participant: self.publisher.as_str().to_owned(),
                 destination: subscription.callback_url.clone(),
                 kind: KIND_WEBHOOK.to_owned(),
-                headers: json!({
-                    "subscription": subscription.id,
-                    "webhook-id": event.id,
-                    "content-type": "application/cloudevents+json",
-                }),
+                headers: headers(&subscription.id),
                 body: body.clone(),
             })
             .await

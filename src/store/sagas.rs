@@ -79,6 +79,12 @@ pub struct Delivery {
     pub version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The latest message of the delivery's conversation (`None` before the
+    /// first), its turn and chain digest: what the saga's next message
+    /// continues.
+    pub head_message: Option<String>,
+    pub head_seq: i64,
+    pub head_chain: String,
 }
 
 /// A durable timer of a saga.
@@ -97,7 +103,8 @@ macro_rules! select_deliveries {
         concat!(
             "SELECT id, order_id, payment_id, conversation_id, pickup_lat, pickup_lon, \
              dropoff_lat, dropoff_lon, size, weight_kg, deadline_ms, state, courier_id, \
-             attempts, history, version, created_at, updated_at FROM deliveries ",
+             attempts, history, version, created_at, updated_at, head_message, head_seq, \
+             head_chain FROM deliveries ",
             $rest
         )
     };
@@ -121,8 +128,9 @@ impl Store {
         let mut tx = self.begin().await?;
         const SQL: &str = "INSERT INTO deliveries (id, order_id, payment_id, conversation_id, \
              pickup_lat, pickup_lon, dropoff_lat, dropoff_lon, size, weight_kg, deadline_ms, state, \
-             courier_id, attempts, history, version, created_at, updated_at) VALUES ($1, $2, $3, $4, \
-             $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING";
+             courier_id, attempts, history, version, created_at, updated_at, head_message, head_seq, \
+             head_chain) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16, $17, $18, $19, $20, $21) ON CONFLICT DO NOTHING";
         let d = delivery;
         let rows = on_conn!(tx.conn(), c => {
             sqlx::query(SQL)
@@ -131,6 +139,7 @@ impl Store {
                 .bind(&d.size).bind(d.weight_kg).bind(d.deadline_ms).bind(d.state)
                 .bind(&d.courier_id).bind(d.attempts).bind(&d.history).bind(d.version)
                 .bind(d.created_at).bind(d.updated_at)
+                .bind(&d.head_message).bind(d.head_seq).bind(&d.head_chain)
                 .execute(&mut *c).await?.rows_affected()
         });
         if rows == 0 {
@@ -278,12 +287,14 @@ impl Tx {
         expected_version: i64,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE deliveries SET state = $1, courier_id = $2, attempts = $3, \
-             history = $4, version = $5, updated_at = $6 WHERE id = $7 AND version = $8";
+             history = $4, version = $5, updated_at = $6, head_message = $7, head_seq = $8, \
+             head_chain = $9 WHERE id = $10 AND version = $11";
         let d = delivery;
         let rows = on_conn!(self.conn(), c => {
             sqlx::query(SQL)
                 .bind(d.state).bind(&d.courier_id).bind(d.attempts).bind(&d.history)
-                .bind(d.version).bind(d.updated_at).bind(&d.id).bind(expected_version)
+                .bind(d.version).bind(d.updated_at).bind(&d.head_message).bind(d.head_seq)
+                .bind(&d.head_chain).bind(&d.id).bind(expected_version)
                 .execute(&mut *c).await?.rows_affected()
         });
         Ok(rows == 1)

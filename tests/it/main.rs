@@ -18,6 +18,7 @@ mod solicit;
 mod split;
 mod support;
 mod tokens;
+mod turn_taking;
 
 /// The engine of every server these tests start (see `support`).
 pub const ENGINE: support::Engine = support::Engine::Sqlite;

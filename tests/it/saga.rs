@@ -167,6 +167,24 @@ async fn a_saga_timer_fires_after_a_restart() {
         notes.contains("solicitation 1 of") && !notes.contains("soliciting again"),
         "the timer fired once, on the restarted server: {notes}"
     );
+    // The saga kept its place in the conversation across the restart: one
+    // chain from the delivery's first message to its last.
+    let view = app
+        .get(done["_links"]["conversation"]["href"].as_str().unwrap())
+        .await;
+    assert_eq!(view.status, 200, "{:#}", view.body);
+    assert_eq!(view.body["complete"], true, "{:#}", view.body);
+    let messages = view.body["_embedded"]["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["step"], "create-delivery");
+    let last = messages
+        .iter()
+        .find(|m| m["message_id"] == view.body["final_message"])
+        .unwrap();
+    assert_eq!(last["step"], "delivered");
+    assert_eq!(
+        done["turn"].as_u64().unwrap() + 1,
+        view.body["turns"].as_u64().unwrap()
+    );
     app.stop().await;
 }
 

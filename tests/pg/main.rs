@@ -37,6 +37,8 @@ mod split;
 mod support;
 #[path = "../it/tokens.rs"]
 mod tokens;
+#[path = "../it/turn_taking.rs"]
+mod turn_taking;
 
 /// The engine of every server these tests start.
 pub const ENGINE: support::Engine = support::Engine::Postgres;

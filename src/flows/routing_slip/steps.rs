@@ -198,7 +198,7 @@ async fn raise_order(
         created_at: now_ms(),
     };
     tx.insert_order(&order).await.map_err(Problem::internal)?;
-    let data = json!({
+    let mut data = json!({
         "order_id": order.id,
         "conversation": order.conversation_id,
         "total": order.total,
@@ -206,6 +206,9 @@ async fn raise_order(
         "stores": ids,
         "payment_id": order.payment_id,
     });
+    if let Some(address) = slip.terms.address {
+        data["address"] = json!({ "lat": address.lat, "lon": address.lon });
+    }
     events::publish(app, tx, ORDER_PLACED, claims, data, &subscribers).await?;
     Ok(json!({ "order_id": order.id, "status": OrderStatus::Placed }))
 }

@@ -237,7 +237,7 @@ pub const PATTERNS: &[PatternInfo] = &[
         PerExchange,
         [Basket, Pricing, Payments, Orders],
         "The conversation is a sequence of In-Out pairs; each turn passes control to the next participant, with no one in charge.",
-        "The checkout: basket, pricing, payments, orders.",
+        "The checkout: basket, pricing, payments, orders; orders' order.placed passes the same conversation on to the delivery saga.",
         "Each exchange's own rule; repair links let the client take another turn."
     ),
     pattern!(

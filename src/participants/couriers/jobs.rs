@@ -4,7 +4,9 @@
 //! Deliveries sends the job with `Prefer: respond-async` and a `Reply-To`
 //! continuation for the reports; the courier answers `202` at once, then,
 //! after its (simulated) ride, queues "picked-up" and later "delivered",
-//! each signed with couriers' own token, through the outbox.
+//! each signed with couriers' own token, through the outbox. Each report is
+//! a turn named after what it reports, the second after the first, so the
+//! chain shows their order.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -103,7 +105,7 @@ pub async fn deliver(
 }
 
 /// Rides to the pickup, reports, rides to the drop-off, reports.
-async fn ride(app: AppState, claims: Claims, job: Job, reply_to: AsyncReply) {
+async fn ride(app: AppState, mut claims: Claims, job: Job, reply_to: AsyncReply) {
     for (delay, status) in [(*PICKUP_DELAY, "picked-up"), (*DROPOFF_DELAY, "delivered")] {
         tokio::time::sleep(delay).await;
         let report = Report {
@@ -111,12 +113,15 @@ async fn ride(app: AppState, claims: Claims, job: Job, reply_to: AsyncReply) {
             courier_id: job.courier_id.clone(),
             status: status.to_owned(),
         };
-        if let Err(problem) = send_report(&app, &claims, &report, &reply_to).await {
-            tracing::warn!(
-                detail = problem.detail(),
-                "a courier's report could not be queued"
-            );
-            return;
+        match send_report(&app, &claims, &report, &reply_to).await {
+            Ok(sent) => claims = sent,
+            Err(problem) => {
+                tracing::warn!(
+                    detail = problem.detail(),
+                    "a courier's report could not be queued"
+                );
+                return;
+            }
         }
     }
 }
@@ -126,11 +131,11 @@ async fn send_report(
     claims: &Claims,
     report: &Report,
     reply_to: &AsyncReply,
-) -> Result<(), Problem> {
+) -> Result<Claims, Problem> {
     let body = serde_json::to_value(report).map_err(Problem::internal)?;
     let minted = app.mint(
         Couriers,
-        Next::after(claims, DELIVER)
+        Next::after(claims, &report.status)
             .to(&[Deliveries])
             .allow(&[DELIVERY_REPORT])
             .kind(MessageKind::Reply)
@@ -140,5 +145,5 @@ async fn send_report(
     exchange::enqueue_reply(&mut tx, Couriers, reply_to, &minted.token, 200, &body).await?;
     tx.commit().await.map_err(Problem::internal)?;
     app.relay.wake();
-    Ok(())
+    Ok(minted.claims)
 }

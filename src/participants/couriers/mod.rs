@@ -9,8 +9,11 @@
 //! `202 Accepted` at once; the courier thinks it over for its delay, then
 //! POSTs its answer — confirm or decline, signed with couriers' own token —
 //! to the `Reply-To` continuation deliveries gave, through the outbox. A
-//! courier confirms when the pickup is within [`MAX_DISTANCE_KM`] and its
-//! busyness is below [`MAX_BUSYNESS`]. One courier is deliberately slow
+//! courier confirms when the pickup is within [`MAX_DISTANCE_KM`], its
+//! busyness is below [`MAX_BUSYNESS`] and the ride from pickup to drop-off,
+//! when the solicitation names one, is at most [`MAX_RIDE_KM`] (orders
+//! delivers within 10 km of a store, so an address 8 to 10 km out is one
+//! no courier takes: the delivery saga's failure path). One courier is deliberately slow
 //! (its delay is [`SLOW_COURIER_ENV`], default [`SLOW_COURIER_DEFAULT`]), so
 //! with the default deadline its answer comes late and is refused.
 //!
@@ -39,6 +42,8 @@ use crate::participant::Participant::{Couriers, Deliveries};
 
 /// A courier confirms only pickups at most this far away.
 pub const MAX_DISTANCE_KM: f64 = 5.0;
+/// A courier declines rides longer than this, from pickup to drop-off.
+pub const MAX_RIDE_KM: f64 = 8.0;
 /// A courier this busy, or busier, declines.
 pub const MAX_BUSYNESS: f64 = 0.8;
 /// How fast couriers ride through town, for their ETA.
@@ -182,10 +187,13 @@ impl SimulatedCourier {
         }
     }
 
-    /// Whether this courier takes work at `pickup`, and how soon it could be there.
-    pub fn decide(&self, pickup: Location) -> Availability {
+    /// Whether this courier takes work at `pickup` (going to `dropoff`, when
+    /// known), and how soon it could be there.
+    pub fn decide(&self, pickup: Location, dropoff: Option<Location>) -> Availability {
         let distance = self.at.distance_km(pickup);
-        let available = distance <= MAX_DISTANCE_KM && self.busyness < MAX_BUSYNESS;
+        let ride = dropoff.map_or(0.0, |d| pickup.distance_km(d));
+        let available =
+            distance <= MAX_DISTANCE_KM && self.busyness < MAX_BUSYNESS && ride <= MAX_RIDE_KM;
         let eta = (distance / SPEED_KMH * 60.0).ceil() + (self.busyness * 10.0).round();
         Availability {
             courier_id: self.id.to_owned(),
@@ -195,6 +203,10 @@ impl SimulatedCourier {
                 None
             } else if distance > MAX_DISTANCE_KM {
                 Some(format!("{distance:.1} km from the pickup"))
+            } else if ride > MAX_RIDE_KM {
+                Some(format!(
+                    "a ride of {ride:.1} km, longer than {MAX_RIDE_KM} km"
+                ))
             } else {
                 Some("too busy".to_owned())
             },
@@ -279,7 +291,7 @@ mod tests {
 
     #[test]
     fn close_and_free_couriers_confirm_far_or_busy_ones_decline() {
-        let by = |id| SimulatedCourier::by_id(id).unwrap().decide(LUIGIS);
+        let by = |id| SimulatedCourier::by_id(id).unwrap().decide(LUIGIS, None);
         let anna = by("anna");
         assert!(anna.available);
         assert_eq!(anna.eta_minutes, Some(4));
@@ -292,6 +304,24 @@ mod tests {
         assert_eq!(by("ben").reason.as_deref(), Some("too busy"));
         assert!(!by("chloe").available);
         assert!(by("chloe").reason.unwrap().contains("km"));
+    }
+
+    #[test]
+    fn a_ride_too_long_is_declined_by_everyone() {
+        let near = Location {
+            lat: LUIGIS.lat + 0.02,
+            lon: LUIGIS.lon,
+        };
+        let far = Location {
+            lat: LUIGIS.lat + 0.081,
+            lon: LUIGIS.lon,
+        };
+        let anna = SimulatedCourier::by_id("anna").unwrap();
+        assert!(anna.decide(LUIGIS, Some(near)).available);
+        let declined = anna.decide(LUIGIS, Some(far));
+        assert!(!declined.available);
+        assert!(declined.reason.unwrap().starts_with("a ride of 9."));
+        assert!(FLEET.iter().all(|c| !c.decide(LUIGIS, Some(far)).available));
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Solicitation {
     /// The solicitation's id (`sol_...`).
     pub solicitation: String,
     pub pickup: Location,
+    /// Where the job goes, when deliveries knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropoff: Option<Location>,
     /// The deadline for answers, unix milliseconds.
     pub reply_by: i64,
 }
@@ -74,7 +77,7 @@ pub async fn solicit(
     let courier = SimulatedCourier::by_id(&id).ok_or_else(|| unknown_courier(&app, &id))?;
     let solicitation: Solicitation = serde_json::from_value(claims.st.clone())
         .ok()
-        .filter(|s: &Solicitation| s.pickup.is_valid())
+        .filter(|s: &Solicitation| s.pickup.is_valid() && s.dropoff.is_none_or(Location::is_valid))
         .ok_or_else(|| {
             Problem::new(
                 types::INVALID_BODY,
@@ -89,7 +92,7 @@ pub async fn solicit(
         )
         .in_conversation(claims.cid)
     })?;
-    let answer = courier.decide(solicitation.pickup);
+    let answer = courier.decide(solicitation.pickup, solicitation.dropoff);
     let delay = courier.reply_delay();
     tokio::spawn(answer_later(app.clone(), claims, answer, reply_to, delay));
     Ok(exchange::accepted_async())

@@ -40,6 +40,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(saga::api::get))
         .routes(routes!(saga::api::cancel))
         .routes(routes!(saga::api::reassign))
-        .routes(routes!(saga::api::report))
-        .routes(routes!(saga::api::notifications))
+        .routes(routes!(saga::incoming::report))
+        .routes(routes!(saga::incoming::notifications))
 }

@@ -1,11 +1,18 @@
 //! The step `offer`: deliveries offers the job to the courier a solicitation
 //! picked (In-Out, command-acknowledgement; deliveries is the requestor).
+//!
+//! The answer passes the courier's signed acknowledgement on in its
+//! `Conversation-State` header: the latest turn of the conversation, which
+//! whoever offered (the delivery saga) continues from.
 
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::HeaderValue;
 use serde_json::Value;
 
 use super::OFFER_JOB;
 use crate::app::{AppState, Note};
+use crate::conversation::continuation::HEADER;
 use crate::conversation::{Expect, Next, StateToken};
 use crate::fault::{self, Problem, types};
 use crate::hypermedia::{Hal, Resource};
@@ -19,7 +26,7 @@ use crate::store::MessageKind;
     security(("state_query" = []), ("state_header" = [])),
     params(("id" = String, Path, description = "The solicitation")),
     responses(
-        (status = 200, description = "Assigned: the courier's acknowledgement", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 200, description = "Assigned: the courier's acknowledgement (its token in Conversation-State)", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 502, description = "The courier did not take the job", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
@@ -31,7 +38,7 @@ pub async fn offer(
     State(app): State<AppState>,
     Path(id): Path<String>,
     token: StateToken,
-) -> Result<Hal, Problem> {
+) -> Result<Response, Problem> {
     let claims = app
         .verify(
             &token,
@@ -89,13 +96,13 @@ pub async fn offer(
     };
     let ack_claims = app
         .verify(
-            &StateToken(ack_token),
+            &StateToken(ack_token.clone()),
             Expect::step(Deliveries, OFFER_REPLY).from(&[Couriers]),
         )
         .await?;
     let ack: Acceptance =
         serde_json::from_value(ack_claims.st.clone()).map_err(Problem::internal)?;
-    Ok(Hal::ok(
+    let mut response = Hal::ok(
         Resource::new()
             .fields(&ack)
             .field("status", "assigned")
@@ -108,5 +115,10 @@ pub async fn offer(
             )
             .link("couriers", app.href(Deliveries, "/couriers"))
             .link("start", app.root_href("/")),
-    ))
+    )
+    .into_response();
+    if let Ok(value) = HeaderValue::from_str(&ack_token) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    Ok(response)
 }

@@ -11,11 +11,19 @@
 //! store, which is polled until every courier asked has answered or the
 //! deadline (plus a short settling time for answers taken just in time) has
 //! passed.
+//!
+//! A solicitation starts a conversation of its own, or, given a token of
+//! deliveries that allows `solicit` (the `solicit` link of an earlier
+//! answer, or the delivery saga's request), continues that conversation:
+//! the answer's links carry a new token of it (also in the
+//! `Conversation-State` response header), so soliciting again or offering
+//! the job goes on in the same chain.
 
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -39,6 +47,8 @@ pub const MAX_DEADLINE_MS: u64 = 10_000;
 const MIN_DEADLINE_MS: u64 = 100;
 /// How often the waiting solicitation looks for new answers.
 const POLL: Duration = Duration::from_millis(25);
+/// The step that answers a solicitation, in the chain.
+const SOLICITED: &str = "solicited";
 /// After the deadline, the time an answer taken just in time has to commit.
 const SETTLE: Duration = Duration::from_millis(100);
 /// How long after the deadline a continuation still verifies, so that a late
@@ -52,6 +62,9 @@ const MAX_REASON: usize = 200;
 pub struct SolicitInput {
     /// Where the job is picked up.
     pub pickup: Location,
+    /// Where it goes, when known: couriers decline rides that are too long.
+    #[serde(default)]
+    pub dropoff: Option<Location>,
     /// How long couriers have to answer, 100 to 10000 ms (default 1500).
     #[schema(minimum = 100, maximum = 10000)]
     pub deadline_ms: Option<u64>,
@@ -99,23 +112,39 @@ pub fn solicit_properties() -> Vec<Property> {
 #[utoipa::path(
     post, path = "/solicitations", tag = "deliveries", operation_id = "solicit",
     summary = "Ask every registered courier whether it can take work (Out-In, solicit-response)",
+    security((), ("state_query" = []), ("state_header" = [])),
     request_body(content((SolicitInput = "application/json"))),
     responses(
-        (status = 200, description = "The answers that came before the deadline, and an `offer` link to the best courier", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 200, description = "The answers that came before the deadline, and an `offer` link to the best courier; the conversation's new token in Conversation-State", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 401, description = "A token was given but is invalid or expired", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token given does not allow soliciting", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Bad coordinates or deadline", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
-/// `POST /deliveries/solicitations` (`solicit`).
+/// `POST /deliveries/solicitations` (`solicit`), optionally with a token of
+/// the conversation it continues.
 pub async fn solicit(
     State(app): State<AppState>,
+    token: StateToken,
     Input(input): Input<SolicitInput>,
-) -> Result<Hal, Problem> {
+) -> Result<Response, Problem> {
+    let continued = if token.0.is_empty() {
+        None
+    } else {
+        Some(
+            app.verify(
+                &token,
+                Expect::step(Deliveries, SOLICIT).from(&[Deliveries]),
+            )
+            .await?,
+        )
+    };
     let pickup = input.pickup;
-    if !pickup.is_valid() {
+    if !pickup.is_valid() || input.dropoff.is_some_and(|d| !d.is_valid()) {
         return Err(Problem::new(
             types::INVALID_BODY,
-            "The pickup is a latitude from -90 to 90 and a longitude from -180 to 180.",
+            "The pickup and drop-off are a latitude from -90 to 90 and a longitude from -180 to 180.",
         ));
     }
     let deadline_ms = input.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS);
@@ -131,15 +160,17 @@ pub async fn solicit(
     let message = Solicitation {
         solicitation: format!("sol_{}", uuid::Uuid::now_v7().simple()),
         pickup,
+        dropoff: input.dropoff,
         reply_by: now_ms() + deadline_ms as i64,
     };
     let body = serde_json::to_value(&message).map_err(Problem::internal)?;
+    let first = match &continued {
+        Some(claims) => Next::after(claims, SOLICIT),
+        None => Next::start(Pattern::Exchange, SOLICIT),
+    };
     let sent = app.mint(
         Deliveries,
-        Next::start(Pattern::Exchange, SOLICIT)
-            .to(&[Couriers])
-            .allow(&[SOLICIT])
-            .state(body.clone()),
+        first.to(&[Couriers]).allow(&[SOLICIT]).state(body.clone()),
     )?;
     let asked = futures::future::join_all(
         couriers
@@ -178,18 +209,17 @@ pub async fn solicit(
     }
     confirmed.sort_by(|a, b| (a.eta_minutes, &a.courier_id).cmp(&(b.eta_minutes, &b.courier_id)));
     let best = confirmed.first().cloned();
+    let status = if best.is_some() {
+        "confirmed"
+    } else {
+        "no-courier"
+    };
     let mut resource = Resource::new()
-        .field(
-            "status",
-            if best.is_some() {
-                "confirmed"
-            } else {
-                "no-courier"
-            },
-        )
+        .field("status", status)
         .field("solicitation", &message.solicitation)
         .field("conversation", sent.claims.cid)
         .field("pickup", pickup)
+        .field("dropoff", input.dropoff)
         .field("deadline_ms", deadline_ms)
         .field("asked", expected)
         .field("confirmed", &confirmed)
@@ -197,38 +227,47 @@ pub async fn solicit(
         .field("no_answer", no_answer)
         .field("unreachable", unreachable)
         .field("best", &best);
-    if let Some(best) = best {
-        let offer = JobOffer {
-            solicitation: message.solicitation.clone(),
-            courier_id: best.courier_id,
-            pickup,
-            eta_minutes: best.eta_minutes,
-        };
-        let state = serde_json::to_value(&offer).map_err(Problem::internal)?;
-        let minted = app.mint(
-            Deliveries,
-            Next::after(&sent.claims, "solicited")
-                .to(&[Deliveries])
-                .allow(&[OFFER_JOB])
-                .state(state.clone()),
-        )?;
+    let (state, allow) = match &best {
+        Some(best) => {
+            let offer = JobOffer {
+                solicitation: message.solicitation.clone(),
+                courier_id: best.courier_id.clone(),
+                pickup,
+                eta_minutes: best.eta_minutes,
+            };
+            let state = serde_json::to_value(&offer).map_err(Problem::internal)?;
+            (state, &[OFFER_JOB, SOLICIT][..])
+        }
+        None => (
+            json!({ "solicitation": message.solicitation, "status": status }),
+            &[SOLICIT][..],
+        ),
+    };
+    let answer = app.mint(
+        Deliveries,
+        Next::after(&sent.claims, SOLICITED)
+            .to(&[Deliveries])
+            .allow(allow)
+            .state(state.clone()),
+    )?;
+    if let Some(best) = &best {
         resource = resource.field("state", state).action(
             OFFER_JOB,
             app.step_href(
                 Deliveries,
                 &format!("/solicitations/{}/offer", message.solicitation),
-                &minted.token,
+                &answer.token,
             ),
             &format!("Offer the job to {}", best.name),
             vec![],
         );
     }
-    Ok(Hal::ok(
+    let hal = Hal::ok(
         resource
             .action(
                 "solicit",
-                app.href(Deliveries, "/solicitations"),
-                "Solicit the couriers again",
+                app.step_href(Deliveries, "/solicitations", &answer.token),
+                "Solicit the couriers again (in the same conversation)",
                 solicit_properties(),
             )
             .titled_link(
@@ -242,7 +281,12 @@ pub async fn solicit(
                 "The conversation, rebuilt from the journals",
             )
             .link("start", app.root_href("/")),
-    ))
+    );
+    let mut response = hal.into_response();
+    if let Ok(value) = HeaderValue::from_str(&answer.token) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    Ok(response)
 }
 
 fn with(mut value: Value, name: &str, member: impl Serialize) -> Value {

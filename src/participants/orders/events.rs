@@ -1,17 +1,19 @@
 //! Publishing: the `order.placed` event, to subscribers and on the pull feed
 //! (the behaviour is [`crate::messaging::publishing`]'s, shared with stores).
 
+use std::time::Duration;
+
 use axum::extract::{Query, State};
 use serde_json::Value;
 
 use super::EVENT_TYPES;
-use crate::app::{App, AppState, Note};
-use crate::conversation::Claims;
+use crate::app::{App, AppState};
+use crate::conversation::{Claims, Next};
 use crate::fault::Problem;
 use crate::hypermedia::Hal;
 use crate::messaging::publishing::{Event, FeedQuery, Topic};
-use crate::participant::Participant::Orders;
-use crate::store::{MessageKind, Subscription, Tx};
+use crate::participant::Participant::{self, Deliveries, Orders};
+use crate::store::{Subscription, Tx};
 
 /// What orders publishes.
 pub const TOPIC: Topic = Topic {
@@ -21,9 +23,22 @@ pub const TOPIC: Topic = Topic {
     subject: "order_id",
 };
 
+/// How long an event's token stays valid: the relay may deliver it late,
+/// after retries.
+const EVENT_TTL: Duration = Duration::from_secs(24 * 3600);
+/// The participants that may take a conversation up from orders' events:
+/// deliveries starts a delivery from `order.placed`.
+pub const TAKEN_UP_BY: &[Participant] = &[Deliveries];
+
 /// Appends the event to the feed and queues one signed delivery per
-/// subscriber, in the caller's transaction; journals it as the step of the
-/// conversation that `cause` continues.
+/// subscriber, in the caller's transaction.
+///
+/// The event is a message of the conversation that caused it: orders signs
+/// it as the turn after `cause` (its state is the event's data), journals it
+/// as published, and every webhook delivery carries that token in its
+/// `Conversation-State` header, so a participant that takes the
+/// conversation up (deliveries) continues the same chain. The pull feed
+/// shows the event without the token.
 pub async fn publish(
     app: &App,
     tx: &mut Tx,
@@ -32,31 +47,26 @@ pub async fn publish(
     data: Value,
     subscribers: &[Subscription],
 ) -> Result<(), Problem> {
+    let mut next = Next::after(cause, event_type)
+        .to(TAKEN_UP_BY)
+        .allow(&[event_type])
+        .state(data.clone())
+        .ttl(EVENT_TTL);
+    next.slip = None;
+    let status = if subscribers.is_empty() {
+        "published (feed only)"
+    } else {
+        "published"
+    };
+    let token = app.mint_event(Orders, next, status)?.token;
     let event = Event {
         id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
         event_type,
         conversation: cause.cid.to_string(),
         data,
+        token: Some(token),
     };
-    TOPIC.publish(app, tx, event, subscribers).await?;
-    app.journal_note(
-        Orders,
-        MessageKind::Event,
-        Note {
-            conversation: cause.cid,
-            causation: Some(cause.jti),
-            from: Orders.as_str(),
-            to: "subscribers",
-            pattern: "out-only",
-            step: event_type,
-            status: if subscribers.is_empty() {
-                "published (feed only)"
-            } else {
-                "published"
-            },
-        },
-    );
-    Ok(())
+    TOPIC.publish(app, tx, event, subscribers).await
 }
 
 #[utoipa::path(

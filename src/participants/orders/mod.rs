@@ -9,6 +9,11 @@
 //! unannounced. Subscribers get CloudEvents signed per Standard Webhooks;
 //! clients that cannot receive webhooks read the same events from the pull
 //! feed ([`events`]).
+//!
+//! An order links to its payment and, once placed, to its delivery: the
+//! delivery saga starts from `order.placed` with an id derived from the
+//! order's ([`saga::delivery_id_for_order`]), so the link is known before
+//! the delivery exists (it answers `404 not-yet` until then).
 
 mod cancel;
 pub mod events;
@@ -25,7 +30,9 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::fault::{self, Problem, types};
 use crate::hypermedia::{Hal, Resource};
-use crate::participant::Participant::Orders;
+use crate::participant::Participant::{Deliveries, Orders, Payments};
+use crate::participants::deliveries::saga;
+use crate::store::OrderStatus;
 
 pub const RAISE_ORDER: &str = "raise-order";
 /// The event orders publishes when an order is placed.
@@ -54,16 +61,30 @@ pub async fn get_order(
         ),
         other => fault::from_store(other, "order"),
     })?;
-    Ok(Hal::ok(
-        Resource::new()
-            .fields(&order)
-            .link("self", app.href(Orders, &format!("/orders/{id}")))
-            .link(
-                "conversation",
-                app.root_href(&format!("/conversations/{}", order.conversation_id)),
-            )
-            .link("events", app.href(Orders, "/events")),
-    ))
+    let mut resource = Resource::new()
+        .fields(&order)
+        .link("self", app.href(Orders, &format!("/orders/{id}")))
+        .link(
+            "conversation",
+            app.root_href(&format!("/conversations/{}", order.conversation_id)),
+        )
+        .link("events", app.href(Orders, "/events"));
+    if app.base_of(Payments).is_some() && !order.payment_id.is_empty() {
+        resource = resource.titled_link(
+            "payment",
+            app.href(Payments, &format!("/payments/{}", order.payment_id)),
+            "The payment (its status shows a refund, if one was made)",
+        );
+    }
+    if order.status != OrderStatus::Rejected && app.base_of(Deliveries).is_some() {
+        let delivery = saga::delivery_id_for_order(&order.id);
+        resource = resource.titled_link(
+            "delivery",
+            app.href(Deliveries, &format!("/deliveries/{delivery}")),
+            "The delivery (a process manager: it starts when deliveries hears order.placed)",
+        );
+    }
+    Ok(Hal::ok(resource))
 }
 
 pub fn router() -> OpenApiRouter<AppState> {

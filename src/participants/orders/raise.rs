@@ -143,7 +143,7 @@ pub async fn raise_order(
         }
         _ => {
             tx.insert_order(&order).await.map_err(Problem::internal)?;
-            let data = json!({
+            let mut data = json!({
                 "order_id": order.id,
                 "conversation": order.conversation_id,
                 "total": order.total,
@@ -151,6 +151,9 @@ pub async fn raise_order(
                 "stores": message.stores,
                 "payment_id": order.payment_id,
             });
+            if let Some(Address { lat, lon }) = message.address {
+                data["address"] = json!({ "lat": lat, "lon": lon });
+            }
             events::publish(&app, &mut tx, ORDER_PLACED, &claims, data, &subscribers).await?;
         }
     }

@@ -54,6 +54,7 @@ pub async fn publish(
             "conversation": fault_to.cid,
             "fault_to": fault_to_href,
         }),
+        token: None,
     };
     TOPIC.publish(app, tx, event, subscribers).await?;
     Ok(id)

@@ -1,31 +1,23 @@
-//! The saga's HTTP face: start a delivery, administer and report on them,
-//! and take the couriers' reports and orders' events.
+//! The saga's HTTP face: start a delivery, administer and report on them
+//! (the couriers' reports and orders' events arrive in [`super::incoming`]).
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::steps::AwaitingReport;
 use super::{TIMER_CANCEL, TIMER_SOLICIT, timer, transition};
 use crate::app::{App, AppState};
-use crate::conversation::continuation::HEADER;
-use crate::conversation::{Expect, StateToken, TokenError};
+use crate::conversation::Claims;
 use crate::fault::{self, Problem, types};
 use crate::hypermedia::{Hal, Input, Resource};
-use crate::messaging::webhooks;
-use crate::participant::Participant::{Couriers, Deliveries, Orders};
-use crate::participants::couriers::{DELIVERY_REPORT, Location, Report};
-use crate::participants::menu;
+use crate::participant::Participant::{Deliveries, Orders, Payments};
+use crate::participants::couriers::Location;
 use crate::store::now_ms;
 use crate::store::sagas::{Delivery, DeliveryState};
 
 const PAGE: u32 = 20;
-/// How far from the pickup the default drop-off of an order is (orders'
-/// events carry no address).
-const DEFAULT_DROPOFF_OFFSET: f64 = 0.01;
 
 /// The input of `create`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -84,8 +76,12 @@ fn new_delivery(
         ));
     }
     let at = now_ms();
+    let id = match order {
+        Some((order, _)) => super::delivery_id_for_order(order),
+        None => format!("dlv_{}", uuid::Uuid::now_v7().simple()),
+    };
     Ok(Delivery {
-        id: format!("dlv_{}", uuid::Uuid::now_v7().simple()),
+        id,
         order_id: order.map(|o| o.0.to_owned()),
         payment_id: order.map(|o| o.1.to_owned()).filter(|p| !p.is_empty()),
         conversation_id: crate::ids::ConversationId::new().to_string(),
@@ -103,17 +99,39 @@ fn new_delivery(
         version: 0,
         created_at: at,
         updated_at: at,
+        head_message: None,
+        head_seq: 0,
+        head_chain: String::new(),
     })
 }
 
-/// Creates a delivery and schedules its first solicitation.
+/// Creates a delivery and schedules its first solicitation. `taken_up`: the
+/// message of the conversation that led to it (orders' `order.placed`),
+/// which the saga continues; without one, the delivery opens a
+/// conversation of its own with a `create-delivery` message.
 pub async fn start_delivery(
     app: &App,
     input: &CreateDelivery,
     order: Option<(&str, &str)>,
     note: &str,
+    taken_up: Option<&Claims>,
 ) -> Result<(Delivery, bool), Problem> {
-    let delivery = new_delivery(input, order, note)?;
+    let mut delivery = new_delivery(input, order, note)?;
+    match taken_up {
+        Some(claims) => {
+            delivery.conversation_id = claims.cid.to_string();
+            super::advance(&mut delivery, claims);
+        }
+        None => {
+            let first = app.mint(
+                Deliveries,
+                super::next_message(&delivery, super::CREATE_DELIVERY)?
+                    .to(&[Deliveries])
+                    .state(json!({ "delivery_id": delivery.id })),
+            )?;
+            super::advance(&mut delivery, &first.claims);
+        }
+    }
     let first = timer(&delivery.id, TIMER_SOLICIT, input.ready_in_ms.unwrap_or(0));
     let created = app
         .store
@@ -145,6 +163,7 @@ pub fn render(app: &App, d: &Delivery) -> Resource {
         .field("max_attempts", super::max_attempts())
         .field("history", &d.history)
         .field("conversation", &d.conversation_id)
+        .field("turn", d.head_seq)
         .field("created_at", d.created_at)
         .field("updated_at", d.updated_at)
         .link("self", href.clone())
@@ -153,6 +172,24 @@ pub fn render(app: &App, d: &Delivery) -> Resource {
             "conversation",
             app.root_href(&format!("/conversations/{}", d.conversation_id)),
         );
+    if let Some(order) = &d.order_id
+        && app.base_of(Orders).is_some()
+    {
+        r = r.titled_link(
+            "order",
+            app.href(Orders, &format!("/orders/{order}")),
+            "The order this delivery is for",
+        );
+    }
+    if let Some(payment) = &d.payment_id
+        && app.base_of(Payments).is_some()
+    {
+        r = r.titled_link(
+            "payment",
+            app.href(Payments, &format!("/payments/{payment}")),
+            "The order's payment (refunded if the delivery fails)",
+        );
+    }
     if !d.state.is_final() && d.state != DeliveryState::Compensating {
         r = r.action(
             "cancel",
@@ -187,7 +224,7 @@ pub async fn create(
     State(app): State<AppState>,
     Input(input): Input<CreateDelivery>,
 ) -> Result<Response, Problem> {
-    let (delivery, _) = start_delivery(&app, &input, None, "created").await?;
+    let (delivery, _) = start_delivery(&app, &input, None, "created", None).await?;
     let location = app.href(Deliveries, &format!("/deliveries/{}", delivery.id));
     Ok((
         [(http::header::LOCATION, location)],
@@ -257,16 +294,19 @@ pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Re
     params(("id" = String, Path, description = "The delivery")),
     responses(
         (status = 200, description = "The delivery", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
-        (status = 404, description = "No such delivery", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 404, description = "No such delivery (yet: an order's delivery starts when deliveries hears order.placed)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 /// `GET /deliveries/deliveries/{id}`.
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Hal, Problem> {
-    let d = app
-        .store
-        .delivery_get(&id)
-        .await
-        .map_err(|e| fault::from_store(e, "delivery"))?;
+    let d = app.store.delivery_get(&id).await.map_err(|e| match e {
+        crate::store::StoreError::NotFound => Problem::new(
+            types::NOT_YET,
+            "No delivery with this id (yet: the delivery of an order starts once deliveries hears its order.placed).",
+        )
+        .link("deliveries", app.href(Deliveries, "/deliveries")),
+        other => fault::from_store(other, "delivery"),
+    })?;
     Ok(Hal::ok(render(&app, &d)))
 }
 
@@ -394,201 +434,4 @@ pub async fn cancel(State(app): State<AppState>, Path(id): Path<String>) -> Resu
 /// `POST /deliveries/deliveries/{id}/reassign`.
 pub async fn reassign(State(app): State<AppState>, Path(id): Path<String>) -> Result<Hal, Problem> {
     admin(&app, &id, false).await
-}
-
-/// The query of a report: the continuation it was sent to.
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct ReportTarget {
-    /// Deliveries' own continuation, naming the delivery, the courier and the attempt.
-    state: Option<String>,
-}
-
-#[utoipa::path(
-    post, path = "/deliveries/{id}/reports", tag = "deliveries", operation_id = "delivery_report",
-    summary = "A courier reports pickup or drop-off to the saga's Reply-To continuation",
-    params(
-        ("id" = String, Path, description = "The delivery"),
-        ReportTarget,
-        ("Conversation-State" = String, Header, description = "Couriers' signed report"),
-    ),
-    request_body(content = Report, description = "Mirrors the courier's token", content_type = "application/json"),
-    responses(
-        (status = 204, description = "Taken"),
-        (status = 401, description = "A token is missing, invalid or expired", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "Not this delivery's courier, or not signed by couriers", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "The saga has moved on (reassigned, cancelled)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-    )
-)]
-/// `POST /deliveries/deliveries/{id}/reports` (`delivery-report`).
-pub async fn report(
-    State(app): State<AppState>,
-    Path(id): Path<String>,
-    Query(target): Query<ReportTarget>,
-    headers: HeaderMap,
-) -> Result<StatusCode, Problem> {
-    let own = app
-        .verify(
-            &StateToken(target.state.ok_or(TokenError::Missing)?),
-            Expect::step(Deliveries, DELIVERY_REPORT).from(&[Deliveries]),
-        )
-        .await?;
-    let awaiting: AwaitingReport =
-        serde_json::from_value(own.st.clone()).map_err(Problem::internal)?;
-    let courier_token = headers
-        .get(HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
-    let theirs = app
-        .verify(
-            &StateToken(courier_token),
-            Expect::step(Deliveries, DELIVERY_REPORT).from(&[Couriers]),
-        )
-        .await?;
-    let report: Report = serde_json::from_value(theirs.st.clone()).map_err(|e| {
-        Problem::new(
-            types::INVALID_BODY,
-            format!("The report cannot be read: {e}."),
-        )
-    })?;
-    if awaiting.delivery != id || report.delivery_id != id || report.courier_id != awaiting.courier
-    {
-        return Err(Problem::new(
-            types::WRONG_ISSUER,
-            "This report is not for this delivery's courier.",
-        )
-        .in_conversation(own.cid));
-    }
-    let mut d = app
-        .store
-        .delivery_get(&id)
-        .await
-        .map_err(|e| fault::from_store(e, "delivery"))?;
-    let stale = || {
-        Problem::new(
-            types::DELIVERY_STATE_CONFLICT,
-            format!("The delivery is {}; this report changes nothing.", d.state),
-        )
-        .in_conversation(own.cid)
-    };
-    if d.attempts != awaiting.attempt || d.courier_id.as_deref() != Some(awaiting.courier.as_str())
-    {
-        return Err(stale());
-    }
-    let (to, next) = match (d.state, report.status.as_str()) {
-        (DeliveryState::Assigned, "picked-up") => (
-            DeliveryState::PickedUp,
-            Some(timer(&id, super::TIMER_REPORT, *super::REPORT_TIMEOUT_MS)),
-        ),
-        (DeliveryState::Assigned | DeliveryState::PickedUp, "delivered") => {
-            (DeliveryState::Delivered, None)
-        }
-        (s, r) if s.as_str() == r => return Ok(StatusCode::NO_CONTENT),
-        _ => return Err(stale()),
-    };
-    let note = format!("{} reports {}", awaiting.courier, report.status);
-    if !transition(&app, &mut d, to, &note, next).await? {
-        return Err(Problem::new(
-            types::DELIVERY_STATE_CONFLICT,
-            "The delivery moved meanwhile.",
-        )
-        .in_conversation(own.cid));
-    }
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[utoipa::path(
-    post, path = "/notifications", tag = "deliveries", operation_id = "deliveries_notification",
-    summary = "Orders' events (CloudEvents, Standard Webhooks signature): each order.placed starts a delivery",
-    responses(
-        (status = 204, description = "Taken (a repeated event changes nothing)"),
-        (status = 401, description = "The signature does not verify", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-    )
-)]
-/// `POST /deliveries/notifications`.
-pub async fn notifications(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, Problem> {
-    let header = |n: &str| {
-        headers
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let secret = app
-        .store
-        .saga_subscription(Orders.as_str())
-        .await
-        .map_err(Problem::internal)?
-        .map(|s| s.1);
-    let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or(0);
-    let verified = secret.is_some_and(|s| {
-        webhooks::verify(
-            &s,
-            &header("webhook-id"),
-            timestamp,
-            &body,
-            &header("webhook-signature"),
-        )
-    });
-    if !verified || (now_ms() / 1000 - timestamp).abs() > 300 {
-        return Err(Problem::new(
-            types::BAD_WEBHOOK_SIGNATURE,
-            "The webhook signature does not verify.",
-        ));
-    }
-    let event: Value = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(
-            types::INVALID_BODY,
-            format!("The event cannot be read: {e}."),
-        )
-    })?;
-    if event["type"] != crate::participants::orders::ORDER_PLACED {
-        return Ok(StatusCode::NO_CONTENT);
-    }
-    let data = &event["data"];
-    let (Some(order), payment) = (
-        data["order_id"].as_str(),
-        data["payment_id"].as_str().unwrap_or_default(),
-    ) else {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "order.placed without an order id.",
-        ));
-    };
-    let store = data["stores"]
-        .as_array()
-        .and_then(|s| s.first())
-        .and_then(Value::as_str)
-        .and_then(menu::store)
-        .unwrap_or(&menu::STORES[0]);
-    let input = CreateDelivery {
-        pickup: Location {
-            lat: store.lat,
-            lon: store.lon,
-        },
-        dropoff: Location {
-            lat: store.lat + DEFAULT_DROPOFF_OFFSET,
-            lon: store.lon + DEFAULT_DROPOFF_OFFSET,
-        },
-        size: "medium".into(),
-        weight_kg: 2.0,
-        ready_in_ms: None,
-        deadline_ms: None,
-    };
-    let (_, created) = start_delivery(
-        &app,
-        &input,
-        Some((order, payment)),
-        &format!("created from order.placed ({order})"),
-    )
-    .await?;
-    if !created {
-        tracing::info!(%order, "order.placed again: its delivery exists");
-    }
-    Ok(StatusCode::NO_CONTENT)
 }

@@ -24,6 +24,19 @@
 //! with In-Out-Retry) and ends `failed`. An administrator may `cancel`
 //! (compensate) or `reassign` (re-solicit) a running delivery.
 //!
+//! **One conversation.** A delivery continues the conversation that led to
+//! it: orders signs `order.placed` as the turn after "raise order", and the
+//! saga keeps that token's place in the chain (its *head*: message id, turn,
+//! digest) in the delivery's row. Every message the saga sends — its request
+//! to solicit, the job, the compensations, and the outcome that ends it — is
+//! signed as the turn after the head, and every acknowledgement and report it
+//! takes moves the head on ([`advance`]). So `GET /conversations/{cid}` shows
+//! the checkout and its delivery as one transcript whose chain verifies. A
+//! delivery a client starts (`POST /deliveries`) opens a conversation of its
+//! own with a `create-delivery` message. The delivery of an order has an id
+//! derived from the order's ([`delivery_id_for_order`]), so the order can
+//! link to it before it exists.
+//!
 //! Every wait is a durable timer row ([`crate::store::sagas`]); one loop per
 //! process ([`start`]) claims due timers and advances their sagas, so a saga
 //! pending at a restart moves on after it. The loop holds the application
@@ -35,6 +48,8 @@
 //! and `CONVERSANT_COURIER_DROPOFF_MS` (1000 each).
 
 pub mod api;
+mod compensate;
+pub mod incoming;
 mod steps;
 
 pub use api::CreateDelivery;
@@ -43,9 +58,12 @@ use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 use crate::app::{App, AppState};
+use crate::conversation::{Claims, Head, Next, Pattern};
 use crate::fault::Problem;
+use crate::participant::Participant::Deliveries;
 use crate::store::now_ms;
 use crate::store::sagas::{Delivery, DeliveryState, SagaTimer};
 
@@ -54,6 +72,11 @@ pub const TIMER_SOLICIT: &str = "solicit";
 pub const TIMER_REPORT: &str = "report";
 pub const TIMER_COMPENSATE: &str = "compensate";
 pub const TIMER_CANCEL: &str = "cancel";
+
+/// The saga's request to deliveries' own `solicit` step.
+pub const FIND_COURIER: &str = "find-courier";
+/// The first message of a delivery no conversation led to.
+pub const CREATE_DELIVERY: &str = "create-delivery";
 
 const LEASE: Duration = Duration::from_secs(60);
 const IDLE_POLL: Duration = Duration::from_millis(250);
@@ -74,6 +97,78 @@ static REPORT_TIMEOUT_MS: LazyLock<i64> =
 /// How many solicitations a delivery gets before it compensates.
 pub fn max_attempts() -> i64 {
     *MAX_ATTEMPTS
+}
+
+/// The id of the delivery of an order: derived from the order id, so the
+/// order links to its delivery before deliveries has heard of it, and a
+/// repeated `order.placed` finds the delivery it started.
+pub fn delivery_id_for_order(order_id: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"the delivery of order ")
+        .chain_update(order_id.as_bytes())
+        .finalize();
+    format!("dlv_{}", hex::encode(&digest[..16]))
+}
+
+/// Where the delivery's conversation stands.
+pub fn head(delivery: &Delivery) -> Result<Head, Problem> {
+    let cid = delivery
+        .conversation_id
+        .parse()
+        .map_err(|_| Problem::internal("a delivery's conversation id is not a UUID"))?;
+    Ok(match delivery.head_message.as_deref() {
+        None => Head::empty(cid),
+        Some(message) => Head {
+            cid,
+            jti: Some(
+                message
+                    .parse()
+                    .map_err(|_| Problem::internal("a delivery's head is not a message id"))?,
+            ),
+            seq: u32::try_from(delivery.head_seq).unwrap_or(u32::MAX),
+            chn: delivery.head_chain.clone(),
+        },
+    })
+}
+
+/// Moves the head to a message the saga sent or took (saved with the next
+/// [`transition`]).
+pub fn advance(delivery: &mut Delivery, claims: &Claims) {
+    delivery.head_message = Some(claims.jti.to_string());
+    delivery.head_seq = i64::from(claims.seq);
+    delivery.head_chain = claims.chn.clone();
+}
+
+/// The saga's next message: the turn after the head.
+pub fn next_message(delivery: &Delivery, step: &str) -> Result<Next, Problem> {
+    Ok(Next::resume(
+        &head(delivery)?,
+        Pattern::ProcessManager,
+        step,
+    ))
+}
+
+/// Ends the saga in a final state, with a last message that says so (to
+/// whoever watches: the client), so the transcript ends with the outcome.
+pub async fn conclude(
+    app: &App,
+    delivery: &mut Delivery,
+    state: DeliveryState,
+    note: &str,
+) -> Result<bool, Problem> {
+    let outcome = app.mint(
+        Deliveries,
+        next_message(delivery, state.as_str())?
+            .to(&[Deliveries])
+            .state(json!({
+                "delivery_id": delivery.id,
+                "order_id": delivery.order_id,
+                "state": state,
+                "note": note,
+            })),
+    )?;
+    advance(delivery, &outcome.claims);
+    transition(app, delivery, state, note, None).await
 }
 
 /// A timer for `delivery`, due `in_ms` from now.

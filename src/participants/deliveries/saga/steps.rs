@@ -1,21 +1,23 @@
-//! The saga's steps: what firing a timer does, and the compensations.
+//! The saga's steps: what firing a timer does — solicit, offer, give the
+//! job, solicit again or compensate ([`super::compensate`]).
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{
-    REPORT_TIMEOUT_MS, RETRY_MS, TIMER_CANCEL, TIMER_COMPENSATE, TIMER_REPORT, TIMER_SOLICIT,
-    max_attempts, timer, transition,
+    FIND_COURIER, REPORT_TIMEOUT_MS, RETRY_MS, TIMER_CANCEL, TIMER_COMPENSATE, TIMER_REPORT,
+    TIMER_SOLICIT, advance, max_attempts, next_message, timer, transition,
 };
 use crate::app::{App, AppState};
-use crate::conversation::{Expect, Next, Pattern, StateToken};
+use crate::conversation::continuation::HEADER;
+use crate::conversation::token::Minted;
+use crate::conversation::{Expect, StateToken};
 use crate::fault::Problem;
-use crate::ids::ConversationId;
-use crate::participant::Participant::{Couriers, Deliveries, Orders, Payments};
-use crate::participants::couriers::{DELIVER, DELIVERY_REPORT, Job};
-use crate::participants::orders::{CANCEL_ORDER, CANCEL_REPLY, ORDER_PLACED};
-use crate::participants::payments::{REFUND, REFUND_REPLY, RefundRequest};
+use crate::participant::Participant::{Couriers, Deliveries, Orders};
+use crate::participants::couriers::{DELIVER, DELIVERY_REPORT, Job, OFFER_REPLY, SOLICIT};
+use crate::participants::orders::ORDER_PLACED;
+use crate::store::MessageKind;
 use crate::store::sagas::{Delivery, DeliveryState, SagaTimer};
 
 /// How long a solicitation may run before its timer fires again (a watchdog
@@ -30,30 +32,6 @@ pub struct AwaitingReport {
     pub delivery: String,
     pub courier: String,
     pub attempt: i64,
-}
-
-/// A token of the delivery's conversation, signed by deliveries.
-pub fn mint_for(
-    app: &App,
-    delivery: &Delivery,
-    step: &str,
-    to: &[crate::participant::Participant],
-    allow: &[&str],
-    state: Value,
-    ttl: Option<Duration>,
-) -> Result<crate::conversation::token::Minted, Problem> {
-    let mut next = Next::start(Pattern::ProcessManager, step)
-        .to(to)
-        .allow(allow)
-        .state(state);
-    if let Ok(cid) = delivery.conversation_id.parse::<ConversationId>() {
-        next.cid = cid;
-    }
-    next.seq = (delivery.version.max(0) as u32) + 1;
-    if let Some(ttl) = ttl {
-        next = next.ttl(ttl);
-    }
-    app.mint(Deliveries, next)
 }
 
 /// Fires one due timer.
@@ -77,7 +55,7 @@ pub async fn fire(app: &AppState, timer: &SagaTimer) -> Result<(), Problem> {
             retry_or_compensate(app, &mut delivery, &reason).await
         }
         (TIMER_COMPENSATE | TIMER_CANCEL, DeliveryState::Compensating) => {
-            compensate(app, &mut delivery, timer.kind == TIMER_CANCEL).await
+            super::compensate::compensate(app, &mut delivery, timer.kind == TIMER_CANCEL).await
         }
         (kind, state) => {
             tracing::debug!(%kind, %state, "a stale saga timer: nothing to do");
@@ -87,6 +65,11 @@ pub async fn fire(app: &AppState, timer: &SagaTimer) -> Result<(), Problem> {
 }
 
 /// One solicitation, and the offer to the best courier.
+///
+/// The saga asks deliveries' own `solicit` step over HTTP, as any client
+/// would, with a token of the delivery's conversation, so the solicitation
+/// continues it; the answer's token, then the courier's acknowledgement of
+/// the offer, move the head on.
 async fn attempt(app: &App, delivery: &mut Delivery) -> Result<(), Problem> {
     delivery.attempts += 1;
     delivery.courier_id = None;
@@ -107,8 +90,18 @@ async fn attempt(app: &App, delivery: &mut Delivery) -> Result<(), Problem> {
     {
         return Ok(());
     }
+    let request = app.mint(
+        Deliveries,
+        next_message(delivery, FIND_COURIER)?
+            .to(&[Deliveries])
+            .allow(&[SOLICIT])
+            .kind(MessageKind::Request)
+            .state(json!({ "delivery_id": delivery.id, "attempt": delivery.attempts })),
+    )?;
+    advance(delivery, &request.claims);
     let body = json!({
         "pickup": { "lat": delivery.pickup_lat, "lon": delivery.pickup_lon },
+        "dropoff": { "lat": delivery.dropoff_lat, "lon": delivery.dropoff_lon },
         "deadline_ms": delivery.deadline_ms,
     });
     let solicited = app
@@ -117,26 +110,32 @@ async fn attempt(app: &App, delivery: &mut Delivery) -> Result<(), Problem> {
             Deliveries,
             &app.href(Deliveries, "/solicitations"),
             Some(&body),
-            &[],
+            &[(HEADER, request.token.as_str())],
         )
         .await;
     let solicited = match solicited {
-        Ok(reply) if reply.status.is_success() => reply.body,
+        Ok(reply) if reply.status.is_success() => reply,
         Ok(reply) => {
             let reason = format!("the solicitation failed ({})", reply.status.as_u16());
             return retry_or_compensate(app, delivery, &reason).await;
         }
         Err(e) => return retry_or_compensate(app, delivery, &e.to_string()).await,
     };
+    if let Some(token) = &solicited.state {
+        let answer = app
+            .verify(
+                &StateToken(token.clone()),
+                Expect::step(Deliveries, SOLICIT).from(&[Deliveries]),
+            )
+            .await?;
+        advance(delivery, &answer);
+    }
+    let solicited = solicited.body;
     let (Some(offer), Some(courier)) = (
         solicited["_links"]["offer"]["href"].as_str(),
         solicited["best"]["courier_id"].as_str(),
     ) else {
-        let reason = format!(
-            "no courier confirmed ({} declined, {} did not answer)",
-            solicited["declined"].as_array().map_or(0, Vec::len),
-            solicited["no_answer"].as_array().map_or(0, Vec::len),
-        );
+        let reason = format!("no courier confirmed ({})", why_nobody(&solicited));
         return retry_or_compensate(app, delivery, &reason).await;
     };
     delivery.courier_id = Some(courier.to_owned());
@@ -146,13 +145,29 @@ async fn attempt(app: &App, delivery: &mut Delivery) -> Result<(), Problem> {
     }
     let acknowledged = app.sender.follow(Deliveries, offer, None, &[]).await;
     match acknowledged {
-        Ok(reply) if reply.status.is_success() => {}
+        Ok(reply) if reply.status.is_success() => {
+            // The offer step took (and journaled) the courier's
+            // acknowledgement; here it only moves the head on.
+            if let Some(token) = &reply.state {
+                let ack = app
+                    .trust
+                    .verify(
+                        token,
+                        Expect::step(Deliveries, OFFER_REPLY).from(&[Couriers]),
+                    )
+                    .await
+                    .map_err(Problem::from)?;
+                advance(delivery, &ack);
+            }
+        }
         Ok(reply) => {
             let reason = format!("{courier} did not take the job ({})", reply.status.as_u16());
             return retry_or_compensate(app, delivery, &reason).await;
         }
         Err(e) => return retry_or_compensate(app, delivery, &e.to_string()).await,
     }
+    let job = job_for(app, delivery, courier)?;
+    advance(delivery, &job.request.claims);
     let report_timer = timer(&delivery.id, TIMER_REPORT, *REPORT_TIMEOUT_MS);
     let note = format!("{courier} took the job");
     if !transition(
@@ -166,49 +181,100 @@ async fn attempt(app: &App, delivery: &mut Delivery) -> Result<(), Problem> {
     {
         return Ok(());
     }
-    if let Err(reason) = send_job(app, delivery, courier).await {
+    if let Err(reason) = send_job(app, &job, courier).await {
         return retry_or_compensate(app, delivery, &reason).await;
     }
     Ok(())
 }
 
-/// Gives the assigned courier the job, with a `Reply-To` for its reports.
-async fn send_job(app: &App, delivery: &Delivery, courier: &str) -> Result<(), String> {
+/// What each courier asked answered, for the history: who declined and
+/// why, who did not answer in time, who could not be asked.
+fn why_nobody(solicited: &serde_json::Value) -> String {
+    let list = |name: &str| solicited[name].as_array().cloned().unwrap_or_default();
+    let who = |c: &serde_json::Value| c["courier_id"].as_str().unwrap_or("?").to_owned();
+    let mut said: Vec<String> = list("declined")
+        .iter()
+        .map(|c| match c["reason"].as_str() {
+            Some(reason) => format!("{} declined: {reason}", who(c)),
+            None => format!("{} declined", who(c)),
+        })
+        .collect();
+    said.extend(
+        list("no_answer")
+            .iter()
+            .map(|c| format!("{} did not answer in time", who(c))),
+    );
+    said.extend(
+        list("unreachable")
+            .iter()
+            .map(|c| format!("{} could not be asked", who(c))),
+    );
+    if said.is_empty() {
+        "no courier is registered".to_owned()
+    } else {
+        said.join("; ")
+    }
+}
+
+/// The job for the assigned courier, and the `Reply-To` continuation for
+/// its reports, both the turn after the head.
+struct JobMessage {
+    job: Job,
+    request: Minted,
+    reply_to: String,
+}
+
+fn job_for(app: &App, delivery: &Delivery, courier: &str) -> Result<JobMessage, Problem> {
     let job = Job {
         delivery_id: delivery.id.clone(),
         courier_id: courier.to_owned(),
     };
-    let state = serde_json::to_value(&job).map_err(|e| e.to_string())?;
-    let request = mint_for(app, delivery, DELIVER, &[Couriers], &[DELIVER], state, None)
-        .map_err(|p| p.detail().to_owned())?;
+    let state = serde_json::to_value(&job).map_err(Problem::internal)?;
+    let request = app.mint(
+        Deliveries,
+        next_message(delivery, DELIVER)?
+            .to(&[Couriers])
+            .allow(&[DELIVER])
+            .state(state),
+    )?;
     let awaiting = AwaitingReport {
         delivery: delivery.id.clone(),
         courier: courier.to_owned(),
         attempt: delivery.attempts,
     };
-    let continuation = mint_for(
-        app,
-        delivery,
-        DELIVER,
-        &[Deliveries],
-        &[DELIVERY_REPORT],
-        json!(awaiting),
-        Some(REPORT_TTL),
-    )
-    .map_err(|p| p.detail().to_owned())?;
+    let continuation = app.mint(
+        Deliveries,
+        next_message(delivery, DELIVER)?
+            .to(&[Deliveries])
+            .allow(&[DELIVERY_REPORT])
+            .state(json!(awaiting))
+            .ttl(REPORT_TTL),
+    )?;
     let reply_to = app.step_href(
         Deliveries,
         &format!("/deliveries/{}/reports", delivery.id),
         &continuation.token,
     );
-    let headers = [("prefer", "respond-async"), ("reply-to", reply_to.as_str())];
+    Ok(JobMessage {
+        job,
+        request,
+        reply_to,
+    })
+}
+
+/// Gives the assigned courier the job, with a `Reply-To` for its reports.
+async fn send_job(app: &App, message: &JobMessage, courier: &str) -> Result<(), String> {
+    let headers = [
+        ("prefer", "respond-async"),
+        ("reply-to", message.reply_to.as_str()),
+    ];
     match app
         .sender
         .send_with(
             Couriers,
             &format!("/{courier}/jobs"),
-            &request.token,
-            Some(&json!(job)),
+            &message.request.token,
+            Some(&json!(message.job)),
             &headers,
         )
         .await
@@ -245,100 +311,6 @@ pub async fn retry_or_compensate(
         .await?;
     }
     Ok(())
-}
-
-/// Cancels the order and refunds the payment, then ends the saga.
-async fn compensate(app: &App, delivery: &mut Delivery, by_admin: bool) -> Result<(), Problem> {
-    let reason = if by_admin {
-        "delivery-cancelled"
-    } else {
-        "no-courier"
-    };
-    let mut done = Vec::new();
-    if let Some(order) = delivery.order_id.clone() {
-        let request = mint_for(
-            app,
-            delivery,
-            CANCEL_ORDER,
-            &[Orders],
-            &[CANCEL_ORDER],
-            json!({ "reason": reason }),
-            None,
-        )?;
-        let reply = app
-            .sender
-            .send_retrying(
-                Orders,
-                &format!("/orders/{order}/cancel"),
-                &request.token,
-                &request.claims.jti.to_string(),
-                None,
-            )
-            .await?;
-        acknowledged(app, &reply, Orders, CANCEL_REPLY, "cancel-order").await?;
-        done.push(format!("order {order} cancelled"));
-    }
-    if let Some(payment) = delivery.payment_id.clone() {
-        let state = serde_json::to_value(RefundRequest {
-            payment_id: payment.clone(),
-            reason: reason.to_owned(),
-        })
-        .map_err(Problem::internal)?;
-        let request = mint_for(app, delivery, REFUND, &[Payments], &[REFUND], state, None)?;
-        let reply = app
-            .sender
-            .send_retrying(
-                Payments,
-                "/refunds",
-                &request.token,
-                &request.claims.jti.to_string(),
-                None,
-            )
-            .await?;
-        acknowledged(app, &reply, Payments, REFUND_REPLY, "refund").await?;
-        done.push(format!("payment {payment} refunded"));
-    }
-    let (state, what) = if by_admin {
-        (DeliveryState::Cancelled, "cancelled by an administrator")
-    } else {
-        (
-            DeliveryState::Failed,
-            "failed: no courier took the delivery",
-        )
-    };
-    let note = if done.is_empty() {
-        format!("{what}; nothing to compensate")
-    } else {
-        format!("{what}; {}", done.join(", "))
-    };
-    transition(app, delivery, state, &note, None).await?;
-    Ok(())
-}
-
-/// Checks a compensation's acknowledgement: a success carrying the
-/// provider's signed token for `step` (which journals it as received).
-async fn acknowledged(
-    app: &App,
-    reply: &crate::messaging::sender::Reply,
-    from: crate::participant::Participant,
-    step: &str,
-    what: &str,
-) -> Result<(), Problem> {
-    match reply.state.as_deref().filter(|_| reply.status.is_success()) {
-        Some(token) => {
-            app.verify(
-                &StateToken(token.to_owned()),
-                Expect::step(Deliveries, step).from(&[from]),
-            )
-            .await?;
-            Ok(())
-        }
-        None => Err(Problem::internal(format!(
-            "{from} refused {what} ({}): {}",
-            reply.status.as_u16(),
-            reply.body
-        ))),
-    }
 }
 
 /// Subscribes deliveries to orders' `order.placed`, over HTTP, once the

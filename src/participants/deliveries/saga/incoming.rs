@@ -1,0 +1,276 @@
+//! What the saga is told: couriers' reports, arriving at the `Reply-To`
+//! continuation each job carried, and orders' `order.placed` events, each of
+//! which starts the delivery of its order in the order's own conversation.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::api::{CreateDelivery, start_delivery};
+use super::steps::AwaitingReport;
+use super::{timer, transition};
+use crate::app::{App, AppState};
+use crate::conversation::continuation::HEADER;
+use crate::conversation::{Claims, Expect, StateToken, TokenError};
+use crate::fault::{self, Problem, types};
+use crate::messaging::webhooks;
+use crate::participant::Participant::{Couriers, Deliveries, Orders};
+use crate::participants::couriers::{DELIVERY_REPORT, Location, Report};
+use crate::participants::menu;
+use crate::participants::orders::ORDER_PLACED;
+use crate::store::now_ms;
+use crate::store::sagas::DeliveryState;
+
+/// How far from the pickup an order's drop-off is when its event names no
+/// address (the order was paid without one).
+const DEFAULT_DROPOFF_OFFSET: f64 = 0.01;
+
+/// The query of a report: the continuation it was sent to.
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ReportTarget {
+    /// Deliveries' own continuation, naming the delivery, the courier and the attempt.
+    state: Option<String>,
+}
+
+#[utoipa::path(
+    post, path = "/deliveries/{id}/reports", tag = "deliveries", operation_id = "delivery_report",
+    summary = "A courier reports pickup or drop-off to the saga's Reply-To continuation",
+    params(
+        ("id" = String, Path, description = "The delivery"),
+        ReportTarget,
+        ("Conversation-State" = String, Header, description = "Couriers' signed report"),
+    ),
+    request_body(content = Report, description = "Mirrors the courier's token", content_type = "application/json"),
+    responses(
+        (status = 204, description = "Taken"),
+        (status = 401, description = "A token is missing, invalid or expired", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "Not this delivery's courier, or not signed by couriers", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The saga has moved on (reassigned, cancelled)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /deliveries/deliveries/{id}/reports` (`delivery-report`).
+pub async fn report(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(target): Query<ReportTarget>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Problem> {
+    let own = app
+        .verify(
+            &StateToken(target.state.ok_or(TokenError::Missing)?),
+            Expect::step(Deliveries, DELIVERY_REPORT).from(&[Deliveries]),
+        )
+        .await?;
+    let awaiting: AwaitingReport =
+        serde_json::from_value(own.st.clone()).map_err(Problem::internal)?;
+    let courier_token = headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let theirs = app
+        .verify(
+            &StateToken(courier_token),
+            Expect::step(Deliveries, DELIVERY_REPORT).from(&[Couriers]),
+        )
+        .await?;
+    let report: Report = serde_json::from_value(theirs.st.clone()).map_err(|e| {
+        Problem::new(
+            types::INVALID_BODY,
+            format!("The report cannot be read: {e}."),
+        )
+    })?;
+    if awaiting.delivery != id || report.delivery_id != id || report.courier_id != awaiting.courier
+    {
+        return Err(Problem::new(
+            types::WRONG_ISSUER,
+            "This report is not for this delivery's courier.",
+        )
+        .in_conversation(own.cid));
+    }
+    let mut d = app
+        .store
+        .delivery_get(&id)
+        .await
+        .map_err(|e| fault::from_store(e, "delivery"))?;
+    let stale = || {
+        Problem::new(
+            types::DELIVERY_STATE_CONFLICT,
+            format!("The delivery is {}; this report changes nothing.", d.state),
+        )
+        .in_conversation(own.cid)
+    };
+    if d.attempts != awaiting.attempt || d.courier_id.as_deref() != Some(awaiting.courier.as_str())
+    {
+        return Err(stale());
+    }
+    let (to, next) = match (d.state, report.status.as_str()) {
+        (DeliveryState::Assigned, "picked-up") => (
+            DeliveryState::PickedUp,
+            Some(timer(&id, super::TIMER_REPORT, *super::REPORT_TIMEOUT_MS)),
+        ),
+        (DeliveryState::Assigned | DeliveryState::PickedUp, "delivered") => {
+            (DeliveryState::Delivered, None)
+        }
+        (s, r) if s.as_str() == r => return Ok(StatusCode::NO_CONTENT),
+        _ => return Err(stale()),
+    };
+    let note = format!("{} reports {}", awaiting.courier, report.status);
+    super::advance(&mut d, &theirs);
+    let moved = if to == DeliveryState::Delivered {
+        super::conclude(&app, &mut d, to, &note).await?
+    } else {
+        transition(&app, &mut d, to, &note, next).await?
+    };
+    if !moved {
+        return Err(Problem::new(
+            types::DELIVERY_STATE_CONFLICT,
+            "The delivery moved meanwhile.",
+        )
+        .in_conversation(own.cid));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(
+    post, path = "/notifications", tag = "deliveries", operation_id = "deliveries_notification",
+    summary = "Orders' events (CloudEvents, Standard Webhooks signature): each order.placed starts a delivery",
+    responses(
+        (status = 204, description = "Taken (a repeated event changes nothing)"),
+        (status = 401, description = "The signature does not verify", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `POST /deliveries/notifications`.
+pub async fn notifications(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, Problem> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let secret = app
+        .store
+        .saga_subscription(Orders.as_str())
+        .await
+        .map_err(Problem::internal)?
+        .map(|s| s.1);
+    let timestamp: i64 = header("webhook-timestamp").parse().unwrap_or(0);
+    let verified = secret.is_some_and(|s| {
+        webhooks::verify(
+            &s,
+            &header("webhook-id"),
+            timestamp,
+            &body,
+            &header("webhook-signature"),
+        )
+    });
+    if !verified || (now_ms() / 1000 - timestamp).abs() > 300 {
+        return Err(Problem::new(
+            types::BAD_WEBHOOK_SIGNATURE,
+            "The webhook signature does not verify.",
+        ));
+    }
+    let event: Value = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            types::INVALID_BODY,
+            format!("The event cannot be read: {e}."),
+        )
+    })?;
+    if event["type"] != ORDER_PLACED {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let data = &event["data"];
+    let (Some(order), payment) = (
+        data["order_id"].as_str(),
+        data["payment_id"].as_str().unwrap_or_default(),
+    ) else {
+        return Err(Problem::new(
+            types::INVALID_BODY,
+            "order.placed without an order id.",
+        ));
+    };
+    if app
+        .store
+        .delivery_get(&super::delivery_id_for_order(order))
+        .await
+        .is_ok()
+    {
+        tracing::info!(%order, "order.placed again: its delivery exists");
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let taken_up = taken_up(&app, &headers, order).await?;
+    let store = data["stores"]
+        .as_array()
+        .and_then(|s| s.first())
+        .and_then(Value::as_str)
+        .and_then(menu::store)
+        .unwrap_or(&menu::STORES[0]);
+    let dropoff = serde_json::from_value::<Location>(data["address"].clone())
+        .ok()
+        .filter(|a| a.is_valid())
+        .unwrap_or(Location {
+            lat: store.lat + DEFAULT_DROPOFF_OFFSET,
+            lon: store.lon + DEFAULT_DROPOFF_OFFSET,
+        });
+    let input = CreateDelivery {
+        pickup: Location {
+            lat: store.lat,
+            lon: store.lon,
+        },
+        dropoff,
+        size: "medium".into(),
+        weight_kg: 2.0,
+        ready_in_ms: None,
+        deadline_ms: None,
+    };
+    let (_, created) = start_delivery(
+        &app,
+        &input,
+        Some((order, payment)),
+        &format!("created from order.placed ({order})"),
+        taken_up.as_ref(),
+    )
+    .await?;
+    if !created {
+        tracing::info!(%order, "order.placed again: its delivery exists");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `order.placed` message the delivery continues: orders' token in the
+/// webhook's `Conversation-State` header, which must be this order's. An
+/// event without one (from a publisher that signs none) starts a
+/// conversation of the delivery's own.
+async fn taken_up(app: &App, headers: &HeaderMap, order: &str) -> Result<Option<Claims>, Problem> {
+    let token = headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .trim();
+    if token.is_empty() {
+        tracing::info!(%order, "order.placed without a token: the delivery opens its own conversation");
+        return Ok(None);
+    }
+    let claims = app
+        .verify(
+            &StateToken(token.to_owned()),
+            Expect::step(Deliveries, ORDER_PLACED).from(&[Orders]),
+        )
+        .await?;
+    if claims.st["order_id"] != order {
+        return Err(Problem::new(
+            types::WRONG_ISSUER,
+            "The event's token belongs to another order.",
+        )
+        .in_conversation(claims.cid));
+    }
+    Ok(Some(claims))
+}

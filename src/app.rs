@@ -204,7 +204,8 @@ pub struct Note<'a> {
     pub status: &'a str,
 }
 
-fn pattern_name(claims: &Claims) -> String {
+/// The conversation type a token belongs to, as journaled (`turn-taking`...).
+pub fn pattern_name(claims: &Claims) -> String {
     serde_json::to_value(claims.pat)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

@@ -435,6 +435,7 @@ pub async fn solicitation_reply(
     }
     let received_at = now_ms();
     if received_at > awaiting.reply_by {
+        let pattern = crate::app::pattern_name(&own);
         app.journal_note(
             Deliveries,
             MessageKind::Reply,
@@ -443,7 +444,7 @@ pub async fn solicitation_reply(
                 causation: Some(reply.jti),
                 from: Couriers.as_str(),
                 to: Deliveries.as_str(),
-                pattern: "out-in",
+                pattern: &pattern,
                 step: SOLICITATION_REPLY,
                 status: types::LATE_REPLY.slug,
             },

@@ -66,3 +66,27 @@ fn the_readme_lists_every_problem_type() {
         assert!(readme.contains(&row), "README.md lacks the row {row}");
     }
 }
+
+/// The README's pattern table is the catalogue's: every pattern, its
+/// participants and whether it is available.
+#[test]
+fn the_readme_lists_every_pattern_as_the_catalog_does() {
+    use conversant::participants::catalog::patterns::{PATTERNS, Status};
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for p in PATTERNS {
+        let participants: Vec<&str> = p.participants.iter().map(|p| p.as_str()).collect();
+        let status = if p.status == Status::Available {
+            "**available**"
+        } else {
+            "planned"
+        };
+        let row = format!(
+            "| {} | {} | {} | {status} |",
+            p.group,
+            p.name,
+            participants.join(", ")
+        );
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
+}

@@ -270,3 +270,78 @@ pub fn rfc3339(ms: i64) -> String {
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(time).to_string()
 }
+
+/// The subscription routes of a publisher: `POST /subscriptions`, and `GET`
+/// and `DELETE /subscriptions/{id}`, documented under the publisher's tag
+/// with operation ids of its own (one set of handlers per publisher, since
+/// OpenAPI needs them apart), all calling the publisher's [`Topic`].
+macro_rules! subscription_routes {
+    (
+        topic: $topic:path,
+        tag: $tag:tt,
+        summary: $summary:tt,
+        operations: [$subscribe:ident, $get:ident, $unsubscribe:ident] $(,)?
+    ) => {
+        #[utoipa::path(
+            post, path = "/subscriptions", tag = $tag,
+            summary = $summary,
+            request_body(content(
+                ($crate::messaging::publishing::Subscribe = "application/json"),
+                ($crate::messaging::publishing::Subscribe = "application/x-www-form-urlencoded")
+            )),
+            responses(
+                (status = 201, description = "The subscription, with its signing secret (shown once) and a delete link", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+                (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+                (status = 422, description = "Unknown event type, or a callback URL that is malformed or not allowed", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+            )
+        )]
+        pub async fn $subscribe(
+            axum::extract::State(app): axum::extract::State<$crate::app::AppState>,
+            $crate::hypermedia::Input(input): $crate::hypermedia::Input<
+                $crate::messaging::publishing::Subscribe,
+            >,
+        ) -> Result<axum::response::Response, $crate::fault::Problem> {
+            $topic.subscribe(&app, input).await
+        }
+
+        #[utoipa::path(
+            get, path = "/subscriptions/{id}", tag = $tag,
+            summary = "A subscription (without its secret)",
+            params(("id" = String, Path, description = "The subscription id")),
+            responses(
+                (status = 200, description = "The subscription", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+                (status = 404, description = "No such subscription", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+            )
+        )]
+        pub async fn $get(
+            axum::extract::State(app): axum::extract::State<$crate::app::AppState>,
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> Result<$crate::hypermedia::Hal, $crate::fault::Problem> {
+            $topic.subscription(&app, &id).await
+        }
+
+        #[utoipa::path(
+            delete, path = "/subscriptions/{id}", tag = $tag,
+            summary = "Unsubscribe",
+            params(("id" = String, Path, description = "The subscription id")),
+            responses(
+                (status = 204, description = "Gone; no more deliveries"),
+                (status = 404, description = "No such subscription", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+            )
+        )]
+        pub async fn $unsubscribe(
+            axum::extract::State(app): axum::extract::State<$crate::app::AppState>,
+            axum::extract::Path(id): axum::extract::Path<String>,
+        ) -> Result<http::StatusCode, $crate::fault::Problem> {
+            $topic.unsubscribe(&app, &id).await
+        }
+
+        /// The subscription routes, to merge into the publisher's router.
+        pub fn router() -> utoipa_axum::router::OpenApiRouter<$crate::app::AppState> {
+            utoipa_axum::router::OpenApiRouter::new()
+                .routes(utoipa_axum::routes!($subscribe))
+                .routes(utoipa_axum::routes!($get, $unsubscribe))
+        }
+    };
+}
+pub(crate) use subscription_routes;

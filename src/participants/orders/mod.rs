@@ -92,10 +92,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(raise::raise_order))
         .routes(routes!(cancel::cancel_order))
         .routes(routes!(get_order))
-        .routes(routes!(subscriptions::subscribe))
-        .routes(routes!(
-            subscriptions::get_subscription,
-            subscriptions::unsubscribe
-        ))
+        .merge(subscriptions::router())
         .routes(routes!(events::feed))
 }

@@ -112,10 +112,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(listings::get_store))
         .routes(routes!(listings::update_store))
         .routes(routes!(faults::store_fault))
-        .routes(routes!(subscriptions::subscribe))
-        .routes(routes!(
-            subscriptions::get_subscription,
-            subscriptions::unsubscribe
-        ))
+        .merge(subscriptions::router())
         .routes(routes!(events::feed))
 }

@@ -37,7 +37,7 @@ pub struct CreateDelivery {
     pub deadline_ms: Option<i64>,
 }
 
-fn new_delivery(
+pub(super) fn new_delivery(
     input: &CreateDelivery,
     order: Option<(&str, &str)>,
     note: &str,
@@ -135,7 +135,7 @@ pub async fn start_delivery(
     let first = timer(&delivery.id, TIMER_SOLICIT, input.ready_in_ms.unwrap_or(0));
     let created = app
         .store
-        .delivery_create(&delivery, &first)
+        .delivery_create(&delivery, Some(&first))
         .await
         .map_err(Problem::internal)?;
     Ok((delivery, created))

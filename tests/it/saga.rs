@@ -1,12 +1,16 @@
 //! The delivery saga (Process Manager) over real HTTP: the happy path, a
-//! delivery every courier declines, a timer that fires after a restart, and
-//! the compensation of a checkout's order.
+//! delivery every courier declines, a timer that fires after a restart, the
+//! compensation of a checkout's order, and a delivery whose order is
+//! cancelled under it.
 
 use std::time::{Duration, Instant};
 
+use conversant::conversation::KeyRing;
+use conversant::participant::Participant;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, spawn_app, spawn_in};
+use crate::support::{Response, TestApp, spawn_app, spawn_in};
+use crate::tokens::ed_signed;
 
 const LUIGIS: (f64, f64) = (52.5200, 13.4050);
 
@@ -245,5 +249,157 @@ async fn the_process_manager_try_link_starts_a_delivery() {
     assert_eq!(tried.status, 201, "{:#}", tried.body);
     assert_eq!(tried.body["state"], "soliciting");
     assert!(tried.has_link("cancel") && tried.has_link("reassign"));
+    app.stop().await;
+}
+
+/// A token signed with `participant`'s real key, as that participant would
+/// sign it: `st` the state, `nxt` the one step it allows, for `aud`.
+fn signed_by(
+    app: &TestApp,
+    participant: Participant,
+    aud: &str,
+    nxt: &str,
+    cid: &Value,
+    st: Value,
+) -> String {
+    let key = KeyRing::load_or_create(app.data_dir.path(), participant)
+        .unwrap()
+        .live()
+        .unwrap()
+        .pop()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": participant.as_str(), "aud": [aud], "iat": now, "nbf": now, "exp": now + 600,
+        "jti": uuid::Uuid::now_v7(), "cid": cid, "pat": "process-manager",
+        "seq": 90, "nxt": [nxt], "chn": "", "st": st,
+    });
+    let header = json!({ "alg": "EdDSA", "typ": "conv+jwt", "kid": key.kid });
+    ed_signed(&header, &claims, &key.pair)
+}
+
+#[tokio::test]
+async fn a_delivery_whose_order_is_cancelled_stops_refunds_nothing_and_refuses_its_courier() {
+    let app = spawn_app().await;
+    couriers_registered(&app).await;
+    let root = app.get("/").await;
+    let slip = app
+        .post_json(
+            &root.link("start-routing-slip"),
+            json!({
+                "steps": ["price", "take-payment", "raise-order"],
+                "items": [{ "sku": "margherita", "qty": 1 }],
+                "card_number": "4242424242424242",
+                "address": { "lat": LUIGIS.0 + 0.01, "lon": LUIGIS.1 + 0.01 },
+            }),
+        )
+        .await;
+    assert_eq!(slip.status, 202, "{:#}", slip.body);
+    let cid = slip.body["slip"].clone();
+
+    // The order's delivery, once a courier took the job (its ride to the
+    // pickup takes a second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let assigned = loop {
+        let list = app.get("/deliveries/deliveries?state=assigned").await;
+        let found = list.body["_embedded"]["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["conversation"] == cid)
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no courier took the delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let href = assigned["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = assigned["order_id"].as_str().unwrap().to_owned();
+    let courier = assigned["courier_id"].clone();
+
+    // The checkout cancels the order through orders' cancel-order command.
+    let cancel = app
+        .client
+        .post(app.url(&format!("/orders/orders/{order}/cancel")))
+        .header(
+            "conversation-state",
+            signed_by(
+                &app,
+                Participant::Pricing,
+                "orders",
+                "cancel-order",
+                &cid,
+                json!({ "reason": "changed-mind" }),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+
+    let cancelled = until_state(&app, &href, "cancelled", Duration::from_secs(10)).await;
+    let last = cancelled["history"].as_array().unwrap().last().unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.contains(&format!("order {order} was cancelled (changed-mind)")),
+        "{last}"
+    );
+    let payment = app
+        .get(cancelled["_links"]["payment"]["href"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        payment.body["status"], "captured",
+        "the delivery refunds nothing: whoever cancelled the order owns the refund"
+    );
+    let order_now = app
+        .get(cancelled["_links"]["order"]["href"].as_str().unwrap())
+        .await;
+    assert_eq!(order_now.body["status"], "cancelled");
+    assert_eq!(order_now.body["reason"], "changed-mind");
+
+    // The courier's report, arriving after: refused, with a problem document.
+    let delivery_id = cancelled["id"].as_str().unwrap();
+    let own = signed_by(
+        &app,
+        Participant::Deliveries,
+        "deliveries",
+        "delivery-report",
+        &cid,
+        json!({ "delivery": delivery_id, "courier": courier, "attempt": cancelled["attempts"] }),
+    );
+    let report =
+        json!({ "delivery_id": delivery_id, "courier_id": courier, "status": "picked-up" });
+    let theirs = signed_by(
+        &app,
+        Participant::Couriers,
+        "deliveries",
+        "delivery-report",
+        &cid,
+        report.clone(),
+    );
+    let refused = app
+        .client
+        .post(app.url(&format!(
+            "/deliveries/deliveries/{delivery_id}/reports?state={own}"
+        )))
+        .header("conversation-state", theirs)
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    let refused = Response::read(refused).await;
+    assert_eq!(refused.status, 409, "{:#}", refused.body);
+    assert_eq!(refused.content_type(), "application/problem+json");
+    assert_eq!(refused.problem_type(), "/problems/delivery-state-conflict");
+    assert_eq!(app.get(&href).await.body["state"], "cancelled");
     app.stop().await;
 }

@@ -46,20 +46,17 @@ pub async fn stop(
     let note = format!(
         "order {order} was cancelled ({reason}): the delivery stops; whoever cancelled the order refunds it"
     );
-    let mut event: Option<Option<Claims>> = None;
+    // Verified (and journaled as received) even when it changes nothing:
+    // the transcript shows that deliveries heard the order was cancelled.
+    let event = taken_up(app, headers, ORDER_CANCELLED, order).await?;
     for _ in 0..ATTEMPTS {
         let mut delivery = match app.store.delivery_get(&id).await {
             Ok(delivery) => delivery,
             Err(StoreError::NotFound) => {
-                let claims = match &event {
-                    Some(claims) => claims.clone(),
-                    None => taken_up(app, headers, ORDER_CANCELLED, order).await?,
-                };
-                if before_start(app, order, data, &note, claims.as_ref()).await? {
+                if before_start(app, order, data, &note, event.as_ref()).await? {
                     tracing::info!(%order, "order.cancelled before its delivery started");
                     return Ok(());
                 }
-                event = Some(claims);
                 continue;
             }
             Err(e) => return Err(Problem::internal(e)),
@@ -68,10 +65,7 @@ pub async fn stop(
             tracing::info!(%order, state = %delivery.state, "order.cancelled: nothing to stop");
             return Ok(());
         }
-        if event.is_none() {
-            event = Some(taken_up(app, headers, ORDER_CANCELLED, order).await?);
-        }
-        if let Some(Some(claims)) = &event
+        if let Some(claims) = &event
             && claims.cid.to_string() == delivery.conversation_id
         {
             advance(&mut delivery, claims);

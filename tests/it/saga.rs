@@ -403,3 +403,95 @@ async fn a_delivery_whose_order_is_cancelled_stops_refunds_nothing_and_refuses_i
     assert_eq!(app.get(&href).await.body["state"], "cancelled");
     app.stop().await;
 }
+
+/// The body a generic client sends for a HAL-FORMS template: each
+/// property's suggested value.
+fn filled_in(template: &Value) -> Value {
+    template["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["value"].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[tokio::test]
+async fn a_generic_client_starts_a_delivery_from_the_entry_point_form() {
+    let app = spawn_app().await;
+    let root = app.get("/").await;
+    let form = &root.body["_templates"]["start-delivery"];
+    assert_eq!(form["method"], "POST", "{:#}", root.body);
+    let by_name = |name: &str| {
+        form["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no property {name}: {form:#}"))
+            .clone()
+    };
+    let weight = by_name("weight_kg");
+    assert_eq!(
+        (
+            &weight["type"],
+            &weight["required"],
+            &weight["min"],
+            &weight["max"]
+        ),
+        (&json!("number"), &json!(true), &json!(0), &json!(50))
+    );
+    assert_eq!(
+        by_name("size")["options"]["inline"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(by_name("deadline_ms")["min"], 100);
+    assert_eq!(by_name("pickup")["required"], true);
+    assert_eq!(by_name("ready_in_ms")["required"], false);
+
+    // The list offers the same form.
+    let list = app.get(&root.link("deliveries")).await;
+    let list = app.get(&list.link("deliveries")).await;
+    assert_eq!(
+        list.body["_templates"]["create"]["properties"],
+        form["properties"]
+    );
+
+    // Filled in with its own values, as JSON...
+    let mut body = filled_in(form);
+    body["ready_in_ms"] = json!(86_400_000);
+    let target = form["target"].as_str().unwrap();
+    let created = app.post_json(target, body).await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    assert_eq!(created.body["state"], "soliciting");
+    assert_eq!(created.body["size"], "small");
+
+    // ... and as an HTML form would send it: places as JSON text.
+    let form_body = serde_urlencoded::to_string([
+        ("pickup", r#"{"lat": 52.52, "lon": 13.405}"#),
+        ("dropoff", r#"{"lat": 52.53, "lon": 13.415}"#),
+        ("size", "large"),
+        ("weight_kg", "12.5"),
+        ("ready_in_ms", "86400000"),
+    ])
+    .unwrap();
+    let posted = app
+        .client
+        .post(target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body)
+        .send()
+        .await
+        .unwrap();
+    let posted = Response::read(posted).await;
+    assert_eq!(posted.status, 201, "{:#}", posted.body);
+    assert_eq!(
+        posted.body["pickup"],
+        json!({ "lat": 52.52, "lon": 13.405 })
+    );
+    assert_eq!(posted.body["weight_kg"], 12.5);
+    app.stop().await;
+}

@@ -1,145 +1,19 @@
-//! The saga's HTTP face: start a delivery, administer and report on them
-//! (the couriers' reports and orders' events arrive in [`super::incoming`]).
+//! The saga's HTTP face: administer and report on deliveries (starting one
+//! is [`super::create`]; the couriers' reports and orders' events arrive in
+//! [`super::incoming`]).
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{TIMER_CANCEL, TIMER_SOLICIT, timer, transition};
 use crate::app::{App, AppState};
-use crate::conversation::Claims;
 use crate::fault::{self, Problem, types};
-use crate::hypermedia::{Hal, Input, Resource};
+use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant::{Deliveries, Orders, Payments};
-use crate::participants::couriers::Location;
-use crate::store::now_ms;
 use crate::store::sagas::{Delivery, DeliveryState};
 
 const PAGE: u32 = 20;
-
-/// The input of `create`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CreateDelivery {
-    pub pickup: Location,
-    pub dropoff: Location,
-    /// `small`, `medium` or `large`.
-    pub size: String,
-    /// 0 to 50 kg.
-    #[schema(minimum = 0, maximum = 50)]
-    pub weight_kg: f64,
-    /// When the parcel is ready: the first solicitation waits this long (0 to 86400000 ms).
-    #[serde(default)]
-    pub ready_in_ms: Option<i64>,
-    /// How long each solicitation gives the couriers, 100 to 10000 ms (default 1500).
-    #[serde(default)]
-    pub deadline_ms: Option<i64>,
-}
-
-pub(super) fn new_delivery(
-    input: &CreateDelivery,
-    order: Option<(&str, &str)>,
-    note: &str,
-) -> Result<Delivery, Problem> {
-    if !input.pickup.is_valid() || !input.dropoff.is_valid() {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "Coordinates are a latitude from -90 to 90 and a longitude from -180 to 180.",
-        ));
-    }
-    if !["small", "medium", "large"].contains(&input.size.as_str()) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "The size is `small`, `medium` or `large`.",
-        ));
-    }
-    if !(0.0..=50.0).contains(&input.weight_kg) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "The weight is 0 to 50 kg.",
-        ));
-    }
-    let deadline_ms = input
-        .deadline_ms
-        .unwrap_or(super::super::DEFAULT_DEADLINE_MS as i64);
-    if !(100..=super::super::MAX_DEADLINE_MS as i64).contains(&deadline_ms) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "The deadline is 100 to 10000 ms.",
-        ));
-    }
-    if !(0..=86_400_000).contains(&input.ready_in_ms.unwrap_or(0)) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "`ready_in_ms` is 0 to 86400000.",
-        ));
-    }
-    let at = now_ms();
-    let id = match order {
-        Some((order, _)) => super::delivery_id_for_order(order),
-        None => format!("dlv_{}", uuid::Uuid::now_v7().simple()),
-    };
-    Ok(Delivery {
-        id,
-        order_id: order.map(|o| o.0.to_owned()),
-        payment_id: order.map(|o| o.1.to_owned()).filter(|p| !p.is_empty()),
-        conversation_id: crate::ids::ConversationId::new().to_string(),
-        pickup_lat: input.pickup.lat,
-        pickup_lon: input.pickup.lon,
-        dropoff_lat: input.dropoff.lat,
-        dropoff_lon: input.dropoff.lon,
-        size: input.size.clone(),
-        weight_kg: input.weight_kg,
-        deadline_ms,
-        state: DeliveryState::Soliciting,
-        courier_id: None,
-        attempts: 0,
-        history: json!([{ "state": DeliveryState::Soliciting, "at": at, "note": note }]),
-        version: 0,
-        created_at: at,
-        updated_at: at,
-        head_message: None,
-        head_seq: 0,
-        head_chain: String::new(),
-    })
-}
-
-/// Creates a delivery and schedules its first solicitation. `taken_up`: the
-/// message of the conversation that led to it (orders' `order.placed`),
-/// which the saga continues; without one, the delivery opens a
-/// conversation of its own with a `create-delivery` message.
-pub async fn start_delivery(
-    app: &App,
-    input: &CreateDelivery,
-    order: Option<(&str, &str)>,
-    note: &str,
-    taken_up: Option<&Claims>,
-) -> Result<(Delivery, bool), Problem> {
-    let mut delivery = new_delivery(input, order, note)?;
-    match taken_up {
-        Some(claims) => {
-            delivery.conversation_id = claims.cid.to_string();
-            super::advance(&mut delivery, claims);
-        }
-        None => {
-            let first = app.mint(
-                Deliveries,
-                super::next_message(&delivery, super::CREATE_DELIVERY)?
-                    .to(&[Deliveries])
-                    .state(json!({ "delivery_id": delivery.id })),
-            )?;
-            super::advance(&mut delivery, &first.claims);
-        }
-    }
-    let first = timer(&delivery.id, TIMER_SOLICIT, input.ready_in_ms.unwrap_or(0));
-    let created = app
-        .store
-        .delivery_create(&delivery, Some(&first))
-        .await
-        .map_err(Problem::internal)?;
-    Ok((delivery, created))
-}
 
 pub fn render(app: &App, d: &Delivery) -> Resource {
     let href = app.href(Deliveries, &format!("/deliveries/{}", d.id));
@@ -209,30 +83,6 @@ pub fn render(app: &App, d: &Delivery) -> Resource {
     r
 }
 
-#[utoipa::path(
-    post, path = "/deliveries", tag = "deliveries", operation_id = "create_delivery",
-    summary = "Start a delivery saga (Process Manager): solicit, assign, pick up, deliver",
-    request_body(content((CreateDelivery = "application/json"))),
-    responses(
-        (status = 201, description = "The delivery, soliciting", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
-        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 422, description = "Bad coordinates, size, weight or timing", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-    )
-)]
-/// `POST /deliveries/deliveries`.
-pub async fn create(
-    State(app): State<AppState>,
-    Input(input): Input<CreateDelivery>,
-) -> Result<Response, Problem> {
-    let (delivery, _) = start_delivery(&app, &input, None, "created", None).await?;
-    let location = app.href(Deliveries, &format!("/deliveries/{}", delivery.id));
-    Ok((
-        [(http::header::LOCATION, location)],
-        Hal(StatusCode::CREATED, render(&app, &delivery)),
-    )
-        .into_response())
-}
-
 /// The query of `list`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
@@ -275,7 +125,12 @@ pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Re
         .field("count", found.len())
         .link("self", format!("{base}?{filter}page={page}"))
         .link("summary", app.href(Deliveries, "/deliveries/summary"))
-        .action("create", base.clone(), "Start a delivery", vec![]);
+        .action(
+            "create",
+            base.clone(),
+            "Start a delivery",
+            super::create::properties(),
+        );
     if more {
         r = r.link("next", format!("{base}?{filter}page={}", page + 1));
     }

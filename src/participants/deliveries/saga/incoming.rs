@@ -9,7 +9,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::api::{CreateDelivery, start_delivery};
+use super::create::{CreateDelivery, start_delivery};
 use super::steps::AwaitingReport;
 use super::{timer, transition};
 use crate::app::{App, AppState};

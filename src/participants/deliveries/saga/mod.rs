@@ -53,11 +53,12 @@
 
 pub mod api;
 mod compensate;
+pub mod create;
 pub mod incoming;
 mod order_cancelled;
 mod steps;
 
-pub use api::CreateDelivery;
+pub use create::CreateDelivery;
 
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;

@@ -20,7 +20,7 @@
 use http::HeaderMap;
 use serde_json::{Value, json};
 
-use super::api::new_delivery;
+use super::create::new_delivery;
 use super::incoming::{input_for_order, taken_up};
 use super::{advance, conclude, delivery_id_for_order, outcome};
 use crate::app::App;

@@ -495,3 +495,97 @@ async fn a_generic_client_starts_a_delivery_from_the_entry_point_form() {
     assert_eq!(posted.body["weight_kg"], 12.5);
     app.stop().await;
 }
+
+/// The link of `rel` named `name`, in a HAL link array.
+fn named(doc: &Response, rel: &str, name: &str) -> String {
+    doc.body["_links"][rel]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {rel} links: {:#}", doc.body))
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no {rel} link named {name}"))["href"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_list_links_each_state_s_view_and_its_pages() {
+    let app = spawn_app().await;
+    // Parcels ready in a day: nothing moves while the test reads.
+    let later = json!({ "ready_in_ms": 86_400_000 });
+    let mut last = Value::Null;
+    for _ in 0..21 {
+        let created = app
+            .post_json(
+                "/deliveries/deliveries",
+                delivery_body(LUIGIS, later.clone()),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        last = created.body;
+    }
+    let cancel = last["_links"]["cancel"]["href"].as_str().unwrap();
+    assert_eq!(app.post_empty(cancel).await.status, 200);
+    let own = last["_links"]["self"]["href"].as_str().unwrap();
+    until_state(&app, own, "cancelled", Duration::from_secs(10)).await;
+
+    let first = app.get("/deliveries/deliveries").await;
+    assert_eq!(first.body["count"], 20);
+    assert!(first.has_link("first") && !first.has_link("prev") && !first.has_link("all"));
+    let second = app.get(&first.link("next")).await;
+    assert_eq!(second.body["count"], 1);
+    assert!(!second.has_link("next"));
+    assert_eq!(app.get(&second.link("prev")).await.body, first.body);
+    assert_eq!(app.get(&second.link("first")).await.body, first.body);
+
+    let states: Vec<&str> = first.body["_links"]["by-state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "soliciting",
+            "offered",
+            "assigned",
+            "picked-up",
+            "delivered",
+            "compensating",
+            "failed",
+            "cancelled"
+        ]
+    );
+    let cancelled = app.get(&named(&first, "by-state", "cancelled")).await;
+    assert_eq!(cancelled.body["state"], "cancelled");
+    assert_eq!(cancelled.body["count"], 1);
+    let only = &cancelled.body["_embedded"]["deliveries"][0];
+    assert_eq!(only["id"], last["id"]);
+    let soliciting = app.get(&named(&cancelled, "by-state", "soliciting")).await;
+    assert_eq!(soliciting.body["count"], 20);
+    assert!(!soliciting.has_link("next"), "20 soliciting: one page");
+    let all = app.get(&cancelled.link("all")).await;
+    assert_eq!(all.body, first.body);
+
+    let summary = app.get(&first.link("summary")).await;
+    assert_eq!(summary.body["counts"]["cancelled"], 1);
+    assert_eq!(
+        app.get(&named(&summary, "by-state", "cancelled"))
+            .await
+            .body,
+        cancelled.body
+    );
+
+    let unknown = app.get("/deliveries/deliveries?state=lost").await;
+    assert_eq!(unknown.status, 422, "{:#}", unknown.body);
+    assert!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("picked-up")
+    );
+    assert!(unknown.has_link("deliveries"));
+    app.stop().await;
+}

@@ -83,10 +83,13 @@ pub fn render(app: &App, d: &Delivery) -> Resource {
     r
 }
 
-/// The query of `list`.
+/// The query of `list`. A client need not build it: the list links every
+/// state's view (`by-state`), the unfiltered view (`all`) and the pages
+/// (`first`, `next`, `prev`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only deliveries in this state.
+    /// Only deliveries in this state (soliciting, offered, assigned, picked-up, delivered, compensating, failed, cancelled).
     state: Option<String>,
     /// The page, from 0.
     page: Option<u64>,
@@ -97,17 +100,22 @@ pub struct ListQuery {
     summary = "The deliveries, newest first, by state and page (central administration)",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of deliveries, with `next` when there is more", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 200, description = "A page of deliveries (each links its order and conversation), with links to every state's view (`by-state`, one per state by `name`), the unfiltered view (`all`), the pages (`first`, `next` when there is more, `prev`) and the `create` form", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 422, description = "Unknown state", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 /// `GET /deliveries/deliveries`.
 pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Result<Hal, Problem> {
+    let base = app.href(Deliveries, "/deliveries");
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            s.parse::<DeliveryState>()
-                .map_err(|_| Problem::new(types::INVALID_BODY, format!("No state `{s}`.")))?,
-        ),
+        Some(s) => Some(s.parse::<DeliveryState>().map_err(|_| {
+            let known: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
+            Problem::new(
+                types::INVALID_BODY,
+                format!("No state `{s}`; the states are {}.", known.join(", ")),
+            )
+            .link("deliveries", base.clone())
+        })?),
         None => None,
     };
     let page = q.page.unwrap_or(0);
@@ -118,12 +126,13 @@ pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Re
         .map_err(Problem::internal)?;
     let more = found.len() > PAGE as usize;
     found.truncate(PAGE as usize);
-    let base = app.href(Deliveries, "/deliveries");
-    let filter = state.map(|s| format!("state={s}&")).unwrap_or_default();
+    let at = |page: u64| page_href(&base, state, page);
     let mut r = Resource::new()
+        .field("state", state)
         .field("page", page)
         .field("count", found.len())
-        .link("self", format!("{base}?{filter}page={page}"))
+        .link("self", at(page))
+        .titled_link("first", at(0), "The first page")
         .link("summary", app.href(Deliveries, "/deliveries/summary"))
         .action(
             "create",
@@ -132,15 +141,41 @@ pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Re
             super::create::properties(),
         );
     if more {
-        r = r.link("next", format!("{base}?{filter}page={}", page + 1));
+        r = r.titled_link("next", at(page + 1), "The next page (older deliveries)");
     }
     if page > 0 {
-        r = r.link("prev", format!("{base}?{filter}page={}", page - 1));
+        r = r.titled_link("prev", at(page - 1), "The previous page (newer deliveries)");
     }
-    Ok(Hal::ok(r.embed(
+    if state.is_some() {
+        r = r.titled_link(
+            "all",
+            page_href(&base, None, 0),
+            "Every delivery, whatever its state",
+        );
+    }
+    Ok(Hal::ok(r.named_links("by-state", by_state(&base)).embed(
         "deliveries",
         found.iter().map(|d| render(&app, d)).collect(),
     )))
+}
+
+/// A page of the list, in one state or all.
+fn page_href(base: &str, state: Option<DeliveryState>, page: u64) -> String {
+    match state {
+        Some(state) => format!("{base}?state={state}&page={page}"),
+        None => format!("{base}?page={page}"),
+    }
+}
+
+/// One link per state, to the first page of the deliveries in it.
+fn by_state(base: &str) -> impl Iterator<Item = (&'static str, String, String)> {
+    DeliveryState::ALL.into_iter().map(move |state| {
+        (
+            state.as_str(),
+            page_href(base, Some(state), 0),
+            format!("Deliveries in state {state}"),
+        )
+    })
 }
 
 #[utoipa::path(
@@ -211,7 +246,8 @@ pub async fn summary(State(app): State<AppState>) -> Result<Hal, Problem> {
             .field("counts", counts)
             .field("mean_seconds_per_stage", means)
             .link("self", app.href(Deliveries, "/deliveries/summary"))
-            .link("deliveries", app.href(Deliveries, "/deliveries")),
+            .link("deliveries", app.href(Deliveries, "/deliveries"))
+            .named_links("by-state", by_state(&app.href(Deliveries, "/deliveries"))),
     ))
 }
 

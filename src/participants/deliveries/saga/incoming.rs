@@ -30,6 +30,7 @@ const DEFAULT_DROPOFF_OFFSET: f64 = 0.01;
 
 /// The query of a report: the continuation it was sent to.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportTarget {
     /// Deliveries' own continuation, naming the delivery, the courier and the attempt.
     state: Option<String>,

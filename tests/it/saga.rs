@@ -589,3 +589,56 @@ async fn the_list_links_each_state_s_view_and_its_pages() {
     assert!(unknown.has_link("deliveries"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_subscription_kept_from_before_order_cancelled_is_replaced_at_start() {
+    let app = spawn_app().await;
+    let callback = app.url("/deliveries/notifications");
+    let old = app
+        .post_json(
+            "/orders/subscriptions",
+            json!({ "callback_url": callback, "event_types": ["order.placed"] }),
+        )
+        .await;
+    assert_eq!(old.status, 201, "{:#}", old.body);
+    let old_id = old.body["id"].as_str().unwrap().to_owned();
+    let store = conversant::store::Store::connect(&app.database())
+        .await
+        .unwrap();
+    // Once deliveries has subscribed itself, the old one takes its place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.saga_subscription("orders").await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "deliveries did not subscribe");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    store
+        .saga_subscription_save("orders", &old_id, old.body["secret"].as_str().unwrap())
+        .await
+        .unwrap();
+    drop(store);
+    let dir = app.stop().await;
+
+    // Restarted with the old subscription kept: orders is asked, the
+    // subscription replaced by one with order.cancelled, the old one deleted.
+    let app = spawn_in(dir, |_| {}).await;
+    let gone = format!("/orders/subscriptions/{old_id}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get(&gone).await.status != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "the old subscription is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let store = conversant::store::Store::connect(&app.database())
+        .await
+        .unwrap();
+    let (new_id, _) = store.saga_subscription("orders").await.unwrap().unwrap();
+    assert_ne!(new_id, old_id);
+    let new = app.get(&format!("/orders/subscriptions/{new_id}")).await;
+    assert_eq!(
+        new.body["event_types"],
+        json!(["order.placed", "order.cancelled"])
+    );
+    app.stop().await;
+}

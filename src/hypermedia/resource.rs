@@ -197,6 +197,22 @@ impl Resource {
         }
         Value::Object(out)
     }
+
+    /// Several links under one relation, told apart by `name` (HAL's array
+    /// of link objects), e.g. one filtered view per value. They are left out
+    /// of the `Link` header.
+    pub fn named_links<'a>(
+        mut self,
+        rel: &str,
+        links: impl IntoIterator<Item = (&'a str, String, String)>,
+    ) -> Self {
+        let links = links
+            .into_iter()
+            .map(|(name, href, title)| json!({ "name": name, "href": href, "title": title }))
+            .collect();
+        self.links.push((rel.to_owned(), Value::Array(links)));
+        self
+    }
 }
 
 /// A HAL response: status, `application/hal+json`, and the links mirrored

@@ -130,6 +130,15 @@ pub const ORDER_PLACED: Exchange = exchange(
     Orders,
     Orders,
 );
+/// Orders tells its subscribers a placed order was cancelled (deliveries
+/// stops the order's delivery).
+pub const ORDER_CANCELLED: Exchange = exchange(
+    "order.cancelled",
+    Mep::OutOnly,
+    FaultRule::NoFault,
+    Orders,
+    Orders,
+);
 /// Store information tells search a store changed; search may fault back.
 pub const STORE_UPDATED: Exchange = exchange(
     "store.updated",
@@ -155,6 +164,7 @@ pub const ALL: &[Exchange] = &[
     RAISE_ORDER,
     RAISE_ORDER_ROBUST,
     ORDER_PLACED,
+    ORDER_CANCELLED,
     STORE_UPDATED,
     SOLICIT,
 ];

@@ -182,6 +182,19 @@ impl Sender {
         })
     }
 
+    /// DELETEs a resource of `to` (safe to repeat); the status tells how it went.
+    pub async fn delete(&self, to: Participant, path: &str) -> Result<StatusCode, SendError> {
+        let url = self.url(to, path)?;
+        let response = self
+            .http
+            .delete(&url)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.classify(to, e))?;
+        Ok(response.status())
+    }
+
     async fn post(
         &self,
         to: Participant,

@@ -5,7 +5,9 @@
 //! inserts the order here (placed, or rejected with a reason) and enqueues
 //! what must follow in the outbox — `order.placed` for subscribers, or a fault
 //! to the basket's fault-to address so that the payment is refunded. A later
-//! cancellation only changes the status.
+//! cancellation changes the status, once: [`Tx::cancel_placed_order`] moves
+//! only a placed order, so exactly one of several cancellations racing for
+//! the same order publishes `order.cancelled`.
 
 use serde_json::Value;
 
@@ -84,6 +86,29 @@ impl Tx {
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
         set_status(self.conn(), id, status, reason).await
+    }
+
+    /// Cancels the order if it is placed, recording `reason`: `true` if this
+    /// call cancelled it, `false` if it was not placed (already cancelled,
+    /// rejected, or absent), and nothing was written.
+    pub async fn cancel_placed_order(
+        &mut self,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "UPDATE orders SET status = $2, reason = $3 WHERE id = $1 AND status = $4";
+        let done = on_conn!(self.conn(), c => {
+            sqlx::query(SQL)
+                .bind(id)
+                .bind(OrderStatus::Cancelled)
+                .bind(reason)
+                .bind(OrderStatus::Placed)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
     }
 }
 

@@ -31,7 +31,8 @@ text_enum! {
         Compensating = "compensating",
         /// Given up on, compensated, with the reason in the history.
         Failed = "failed",
-        /// Cancelled by an administrator, compensated.
+        /// Cancelled: by an administrator (compensated), or because its
+        /// order was cancelled (whoever cancelled the order compensates).
         Cancelled = "cancelled",
     }
 }
@@ -118,12 +119,13 @@ const CLAIM_POSTGRES: &str = "UPDATE saga_timers SET due_at = $1 WHERE id IN \
      FOR UPDATE SKIP LOCKED) RETURNING id, delivery_id, kind, due_at, fired";
 
 impl Store {
-    /// Starts a saga with its first timer; `false` (nothing written) when a
-    /// delivery for the same order exists already.
+    /// Starts a saga with its first timer (none for a saga recorded already
+    /// over); `false` (nothing written) when a delivery for the same order
+    /// exists already.
     pub async fn delivery_create(
         &self,
         delivery: &Delivery,
-        timer: &SagaTimer,
+        timer: Option<&SagaTimer>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin().await?;
         const SQL: &str = "INSERT INTO deliveries (id, order_id, payment_id, conversation_id, \
@@ -145,7 +147,9 @@ impl Store {
         if rows == 0 {
             return Ok(false);
         }
-        tx.saga_timer_add(timer).await?;
+        if let Some(timer) = timer {
+            tx.saga_timer_add(timer).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }

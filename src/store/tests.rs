@@ -75,6 +75,7 @@ on_both_engines!(
     events_page_after_cursor,
     event_appended_in_rolled_back_tx_never_shows,
     orders_insert_get_set_status,
+    only_a_placed_order_is_cancelled_and_only_once,
     payments_insert_get_set_status,
     inbox_replays_stored_response_to_duplicates,
     inbox_concurrent_claims_have_one_winner,
@@ -315,6 +316,43 @@ async fn orders_insert_get_set_status(store: Store) {
         .set_order_status("nope", OrderStatus::Rejected, None)
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound)));
+}
+
+async fn only_a_placed_order_is_cancelled_and_only_once(store: Store) {
+    let placed = order(&id());
+    store.insert_order(&placed).await.unwrap();
+    let rejected = Order {
+        id: id(),
+        status: OrderStatus::Rejected,
+        reason: Some("store-closed".into()),
+        ..order(&id())
+    };
+    store.insert_order(&rejected).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.cancel_placed_order(&placed.id, Some("first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.cancel_placed_order(&placed.id, Some("second"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.cancel_placed_order(&rejected.id, Some("no"))
+            .await
+            .unwrap()
+    );
+    assert!(!tx.cancel_placed_order("nope", None).await.unwrap());
+    tx.commit().await.unwrap();
+    let got = store.get_order(&placed.id).await.unwrap();
+    assert_eq!(
+        (got.status, got.reason.as_deref()),
+        (OrderStatus::Cancelled, Some("first"))
+    );
+    let got = store.get_order(&rejected.id).await.unwrap();
+    assert_eq!(got.status, OrderStatus::Rejected);
 }
 
 async fn payments_insert_get_set_status(store: Store) {

@@ -286,6 +286,115 @@ async fn compensations_run_in_reverse_the_order_cancelled_then_the_payment_refun
     assert_eq!(payments_of(&app, &slip).await[0]["status"], "refunded");
 }
 
+/// Reads `href` until `done` says the answer is the one awaited, or fails
+/// after `within`.
+async fn until(
+    app: &TestApp,
+    href: &str,
+    within: Duration,
+    done: impl Fn(&Response) -> bool,
+) -> Response {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = app.get(href).await;
+        if done(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{href} still {} after {within:?}: {:#}",
+            got.status,
+            got.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_slip_that_cancels_its_order_stops_the_order_s_delivery_too() {
+    let app = spawn_app().await;
+    let slip = started(
+        &app,
+        json!({
+            "steps": ["price", "take-payment", "raise-order", "validate-address"],
+            "items": [{ "sku": "margherita", "qty": 1 }],
+            "card_number": GOOD_CARD,
+            "address": paris(),
+        }),
+    )
+    .await;
+    let faulted = outcome(&app, &slip).await;
+    assert_eq!(
+        steps_of(&faulted["compensated"]),
+        ["cancel-order", "refund-payment"],
+        "{faulted:#}"
+    );
+    let inspected = app
+        .get(faulted["_links"]["inspect"]["href"].as_str().unwrap())
+        .await;
+    let order_id = inspected.body["receipts"][2]["result"]["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = app.get(&format!("/orders/orders/{order_id}")).await;
+    assert_eq!(order.body["status"], "cancelled", "{:#}", order.body);
+
+    // The order's delivery started from order.placed; order.cancelled stops it.
+    let delivery = until(
+        &app,
+        &order.link("delivery"),
+        Duration::from_secs(10),
+        |r| r.status == 200 && r.body["state"] == "cancelled",
+    )
+    .await;
+    let notes: Vec<&str> = delivery.body["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["note"].as_str())
+        .collect();
+    let last = notes.last().unwrap();
+    assert!(
+        last.contains(&format!("order {order_id} was cancelled")),
+        "{notes:#?}"
+    );
+    assert!(
+        notes.iter().all(|n| !n.contains("refunded")),
+        "the slip refunds, not the delivery: {notes:#?}"
+    );
+    assert!(!delivery.has_link("cancel") && !delivery.has_link("reassign"));
+    assert_eq!(delivery.body["order_id"], order_id.as_str());
+    assert!(
+        delivery
+            .link("order")
+            .ends_with(&format!("/orders/orders/{order_id}"))
+    );
+    assert!(
+        delivery
+            .link("conversation")
+            .ends_with(&format!("/conversations/{slip}"))
+    );
+
+    // Refunded once, by the slip; the order cancelled once, announced once.
+    let payments = payments_of(&app, &slip).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0]["status"], "refunded");
+    let feed = app.get("/orders/events?limit=100").await;
+    let announced: Vec<&str> = feed.body["_embedded"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["data"]["order_id"] == order_id.as_str())
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    assert_eq!(announced, ["order.placed", "order.cancelled"]);
+    let order = app.get(&order.link("self")).await;
+    assert_eq!(
+        order.body["reason"],
+        "routing slip: validate-address failed"
+    );
+}
+
 #[tokio::test]
 async fn bad_itineraries_are_refused_with_problem_documents() {
     let app = spawn_app().await;

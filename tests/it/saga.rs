@@ -1,12 +1,16 @@
 //! The delivery saga (Process Manager) over real HTTP: the happy path, a
-//! delivery every courier declines, a timer that fires after a restart, and
-//! the compensation of a checkout's order.
+//! delivery every courier declines, a timer that fires after a restart, the
+//! compensation of a checkout's order, and a delivery whose order is
+//! cancelled under it.
 
 use std::time::{Duration, Instant};
 
+use conversant::conversation::KeyRing;
+use conversant::participant::Participant;
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, spawn_app, spawn_in};
+use crate::support::{Response, TestApp, spawn_app, spawn_in};
+use crate::tokens::ed_signed;
 
 const LUIGIS: (f64, f64) = (52.5200, 13.4050);
 
@@ -245,5 +249,396 @@ async fn the_process_manager_try_link_starts_a_delivery() {
     assert_eq!(tried.status, 201, "{:#}", tried.body);
     assert_eq!(tried.body["state"], "soliciting");
     assert!(tried.has_link("cancel") && tried.has_link("reassign"));
+    app.stop().await;
+}
+
+/// A token signed with `participant`'s real key, as that participant would
+/// sign it: `st` the state, `nxt` the one step it allows, for `aud`.
+fn signed_by(
+    app: &TestApp,
+    participant: Participant,
+    aud: &str,
+    nxt: &str,
+    cid: &Value,
+    st: Value,
+) -> String {
+    let key = KeyRing::load_or_create(app.data_dir.path(), participant)
+        .unwrap()
+        .live()
+        .unwrap()
+        .pop()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": participant.as_str(), "aud": [aud], "iat": now, "nbf": now, "exp": now + 600,
+        "jti": uuid::Uuid::now_v7(), "cid": cid, "pat": "process-manager",
+        "seq": 90, "nxt": [nxt], "chn": "", "st": st,
+    });
+    let header = json!({ "alg": "EdDSA", "typ": "conv+jwt", "kid": key.kid });
+    ed_signed(&header, &claims, &key.pair)
+}
+
+#[tokio::test]
+async fn a_delivery_whose_order_is_cancelled_stops_refunds_nothing_and_refuses_its_courier() {
+    let app = spawn_app().await;
+    couriers_registered(&app).await;
+    let root = app.get("/").await;
+    let slip = app
+        .post_json(
+            &root.link("start-routing-slip"),
+            json!({
+                "steps": ["price", "take-payment", "raise-order"],
+                "items": [{ "sku": "margherita", "qty": 1 }],
+                "card_number": "4242424242424242",
+                "address": { "lat": LUIGIS.0 + 0.01, "lon": LUIGIS.1 + 0.01 },
+            }),
+        )
+        .await;
+    assert_eq!(slip.status, 202, "{:#}", slip.body);
+    let cid = slip.body["slip"].clone();
+
+    // The order's delivery, once a courier took the job (its ride to the
+    // pickup takes a second).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let assigned = loop {
+        let list = app.get("/deliveries/deliveries?state=assigned").await;
+        let found = list.body["_embedded"]["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["conversation"] == cid)
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "no courier took the delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let href = assigned["_links"]["self"]["href"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let order = assigned["order_id"].as_str().unwrap().to_owned();
+    let courier = assigned["courier_id"].clone();
+
+    // The checkout cancels the order through orders' cancel-order command.
+    let cancel = app
+        .client
+        .post(app.url(&format!("/orders/orders/{order}/cancel")))
+        .header(
+            "conversation-state",
+            signed_by(
+                &app,
+                Participant::Pricing,
+                "orders",
+                "cancel-order",
+                &cid,
+                json!({ "reason": "changed-mind" }),
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+
+    let cancelled = until_state(&app, &href, "cancelled", Duration::from_secs(10)).await;
+    let last = cancelled["history"].as_array().unwrap().last().unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        last.contains(&format!("order {order} was cancelled (changed-mind)")),
+        "{last}"
+    );
+    let payment = app
+        .get(cancelled["_links"]["payment"]["href"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        payment.body["status"], "captured",
+        "the delivery refunds nothing: whoever cancelled the order owns the refund"
+    );
+    let order_now = app
+        .get(cancelled["_links"]["order"]["href"].as_str().unwrap())
+        .await;
+    assert_eq!(order_now.body["status"], "cancelled");
+    assert_eq!(order_now.body["reason"], "changed-mind");
+
+    // The courier's report, arriving after: refused, with a problem document.
+    let delivery_id = cancelled["id"].as_str().unwrap();
+    let own = signed_by(
+        &app,
+        Participant::Deliveries,
+        "deliveries",
+        "delivery-report",
+        &cid,
+        json!({ "delivery": delivery_id, "courier": courier, "attempt": cancelled["attempts"] }),
+    );
+    let report =
+        json!({ "delivery_id": delivery_id, "courier_id": courier, "status": "picked-up" });
+    let theirs = signed_by(
+        &app,
+        Participant::Couriers,
+        "deliveries",
+        "delivery-report",
+        &cid,
+        report.clone(),
+    );
+    let refused = app
+        .client
+        .post(app.url(&format!(
+            "/deliveries/deliveries/{delivery_id}/reports?state={own}"
+        )))
+        .header("conversation-state", theirs)
+        .json(&report)
+        .send()
+        .await
+        .unwrap();
+    let refused = Response::read(refused).await;
+    assert_eq!(refused.status, 409, "{:#}", refused.body);
+    assert_eq!(refused.content_type(), "application/problem+json");
+    assert_eq!(refused.problem_type(), "/problems/delivery-state-conflict");
+    assert_eq!(app.get(&href).await.body["state"], "cancelled");
+    app.stop().await;
+}
+
+/// The body a generic client sends for a HAL-FORMS template: each
+/// property's suggested value.
+fn filled_in(template: &Value) -> Value {
+    template["properties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["value"].clone()))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+#[tokio::test]
+async fn a_generic_client_starts_a_delivery_from_the_entry_point_form() {
+    let app = spawn_app().await;
+    let root = app.get("/").await;
+    let form = &root.body["_templates"]["start-delivery"];
+    assert_eq!(form["method"], "POST", "{:#}", root.body);
+    let by_name = |name: &str| {
+        form["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no property {name}: {form:#}"))
+            .clone()
+    };
+    let weight = by_name("weight_kg");
+    assert_eq!(
+        (
+            &weight["type"],
+            &weight["required"],
+            &weight["min"],
+            &weight["max"]
+        ),
+        (&json!("number"), &json!(true), &json!(0), &json!(50))
+    );
+    assert_eq!(
+        by_name("size")["options"]["inline"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(by_name("deadline_ms")["min"], 100);
+    assert_eq!(by_name("pickup")["required"], true);
+    assert_eq!(by_name("ready_in_ms")["required"], false);
+
+    // The list offers the same form.
+    let list = app.get(&root.link("deliveries")).await;
+    let list = app.get(&list.link("deliveries")).await;
+    assert_eq!(
+        list.body["_templates"]["create"]["properties"],
+        form["properties"]
+    );
+
+    // Filled in with its own values, as JSON...
+    let mut body = filled_in(form);
+    body["ready_in_ms"] = json!(86_400_000);
+    let target = form["target"].as_str().unwrap();
+    let created = app.post_json(target, body).await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    assert_eq!(created.body["state"], "soliciting");
+    assert_eq!(created.body["size"], "small");
+
+    // ... and as an HTML form would send it: places as JSON text.
+    let form_body = serde_urlencoded::to_string([
+        ("pickup", r#"{"lat": 52.52, "lon": 13.405}"#),
+        ("dropoff", r#"{"lat": 52.53, "lon": 13.415}"#),
+        ("size", "large"),
+        ("weight_kg", "12.5"),
+        ("ready_in_ms", "86400000"),
+    ])
+    .unwrap();
+    let posted = app
+        .client
+        .post(target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body)
+        .send()
+        .await
+        .unwrap();
+    let posted = Response::read(posted).await;
+    assert_eq!(posted.status, 201, "{:#}", posted.body);
+    assert_eq!(
+        posted.body["pickup"],
+        json!({ "lat": 52.52, "lon": 13.405 })
+    );
+    assert_eq!(posted.body["weight_kg"], 12.5);
+    app.stop().await;
+}
+
+/// The link of `rel` named `name`, in a HAL link array.
+fn named(doc: &Response, rel: &str, name: &str) -> String {
+    doc.body["_links"][rel]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {rel} links: {:#}", doc.body))
+        .iter()
+        .find(|l| l["name"] == name)
+        .unwrap_or_else(|| panic!("no {rel} link named {name}"))["href"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_list_links_each_state_s_view_and_its_pages() {
+    let app = spawn_app().await;
+    // Parcels ready in a day: nothing moves while the test reads.
+    let later = json!({ "ready_in_ms": 86_400_000 });
+    let mut last = Value::Null;
+    for _ in 0..21 {
+        let created = app
+            .post_json(
+                "/deliveries/deliveries",
+                delivery_body(LUIGIS, later.clone()),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{:#}", created.body);
+        last = created.body;
+    }
+    let cancel = last["_links"]["cancel"]["href"].as_str().unwrap();
+    assert_eq!(app.post_empty(cancel).await.status, 200);
+    let own = last["_links"]["self"]["href"].as_str().unwrap();
+    until_state(&app, own, "cancelled", Duration::from_secs(10)).await;
+
+    let first = app.get("/deliveries/deliveries").await;
+    assert_eq!(first.body["count"], 20);
+    assert!(first.has_link("first") && !first.has_link("prev") && !first.has_link("all"));
+    let second = app.get(&first.link("next")).await;
+    assert_eq!(second.body["count"], 1);
+    assert!(!second.has_link("next"));
+    assert_eq!(app.get(&second.link("prev")).await.body, first.body);
+    assert_eq!(app.get(&second.link("first")).await.body, first.body);
+
+    let states: Vec<&str> = first.body["_links"]["by-state"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| l["name"].as_str())
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "soliciting",
+            "offered",
+            "assigned",
+            "picked-up",
+            "delivered",
+            "compensating",
+            "failed",
+            "cancelled"
+        ]
+    );
+    let cancelled = app.get(&named(&first, "by-state", "cancelled")).await;
+    assert_eq!(cancelled.body["state"], "cancelled");
+    assert_eq!(cancelled.body["count"], 1);
+    let only = &cancelled.body["_embedded"]["deliveries"][0];
+    assert_eq!(only["id"], last["id"]);
+    let soliciting = app.get(&named(&cancelled, "by-state", "soliciting")).await;
+    assert_eq!(soliciting.body["count"], 20);
+    assert!(!soliciting.has_link("next"), "20 soliciting: one page");
+    let all = app.get(&cancelled.link("all")).await;
+    assert_eq!(all.body, first.body);
+
+    let summary = app.get(&first.link("summary")).await;
+    assert_eq!(summary.body["counts"]["cancelled"], 1);
+    assert_eq!(
+        app.get(&named(&summary, "by-state", "cancelled"))
+            .await
+            .body,
+        cancelled.body
+    );
+
+    let unknown = app.get("/deliveries/deliveries?state=lost").await;
+    assert_eq!(unknown.status, 422, "{:#}", unknown.body);
+    assert!(
+        unknown.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("picked-up")
+    );
+    assert!(unknown.has_link("deliveries"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscription_kept_from_before_order_cancelled_is_replaced_at_start() {
+    let app = spawn_app().await;
+    let callback = app.url("/deliveries/notifications");
+    let old = app
+        .post_json(
+            "/orders/subscriptions",
+            json!({ "callback_url": callback, "event_types": ["order.placed"] }),
+        )
+        .await;
+    assert_eq!(old.status, 201, "{:#}", old.body);
+    let old_id = old.body["id"].as_str().unwrap().to_owned();
+    let store = conversant::store::Store::connect(&app.database())
+        .await
+        .unwrap();
+    // Once deliveries has subscribed itself, the old one takes its place.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.saga_subscription("orders").await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "deliveries did not subscribe");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    store
+        .saga_subscription_save("orders", &old_id, old.body["secret"].as_str().unwrap())
+        .await
+        .unwrap();
+    drop(store);
+    let dir = app.stop().await;
+
+    // Restarted with the old subscription kept: orders is asked, the
+    // subscription replaced by one with order.cancelled, the old one deleted.
+    let app = spawn_in(dir, |_| {}).await;
+    let gone = format!("/orders/subscriptions/{old_id}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get(&gone).await.status != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "the old subscription is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let store = conversant::store::Store::connect(&app.database())
+        .await
+        .unwrap();
+    let (new_id, _) = store.saga_subscription("orders").await.unwrap().unwrap();
+    assert_ne!(new_id, old_id);
+    let new = app.get(&format!("/orders/subscriptions/{new_id}")).await;
+    assert_eq!(
+        new.body["event_types"],
+        json!(["order.placed", "order.cancelled"])
+    );
     app.stop().await;
 }

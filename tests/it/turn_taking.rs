@@ -459,6 +459,53 @@ async fn a_paid_order_no_courier_will_ride_to_is_cancelled_and_refunded() {
         payment.body
     );
 
+    // Orders announces the cancellation; the saga hears the echo of its own
+    // cancel-order and does nothing twice: no second compensation, no error.
+    let view = until(
+        &app,
+        &failed,
+        "conversation",
+        Duration::from_secs(10),
+        |r| {
+            messages(r).iter().any(|m| {
+                m["from"] == "orders"
+                    && m["step"] == "order.cancelled"
+                    && m["received"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().any(|s| s["participant"] == "deliveries"))
+            })
+        },
+    )
+    .await;
+    let again = follow(&app, &failed, "self", None).await;
+    assert_eq!(again.body["state"], "failed");
+    assert_eq!(
+        again.body["history"], failed.body["history"],
+        "nothing moved"
+    );
+    let echo = messages(&view)
+        .iter()
+        .find(|m| m["step"] == "order.cancelled")
+        .unwrap();
+    let cause = messages(&view)
+        .iter()
+        .find(|m| m["message_id"] == echo["causation_id"])
+        .unwrap();
+    assert_eq!(
+        (&cause["from"], &cause["step"]),
+        (&json!("deliveries"), &json!("cancel-order")),
+        "the event follows the saga's own cancel-order"
+    );
+    let steps: Vec<&str> = messages(&view)
+        .iter()
+        .filter_map(|m| m["step"].as_str())
+        .collect();
+    assert_eq!(
+        steps.iter().filter(|s| **s == "refund").count(),
+        2,
+        "one refund asked, one acknowledged: {steps:?}"
+    );
+
     // The transcript shows the declines, the compensation and the failure,
     // in one chain with the checkout.
     let view = follow(&app, &failed, "conversation", None).await;

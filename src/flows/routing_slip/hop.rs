@@ -135,7 +135,7 @@ pub async fn undo(
     if !claim(&mut tx, at, &claims, name).await? {
         return Ok(accepted("duplicate"));
     }
-    let undone = steps::compensate(app, &mut tx, name, &slip)
+    let undone = steps::compensate(app, &mut tx, &claims, name, &slip)
         .await
         .map_err(|p| p.in_conversation(claims.cid))?;
     let mut result = slip.done[index].result.clone();

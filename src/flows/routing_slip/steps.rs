@@ -39,8 +39,16 @@ pub async fn perform(
     }
 }
 
-/// Undoes a completed step (`refund-payment`, `cancel-order`).
-pub async fn compensate(app: &App, tx: &mut Tx, name: &str, slip: &Slip) -> Result<Value, Problem> {
+/// Undoes a completed step (`refund-payment`, `cancel-order`). `claims`:
+/// the message that brought the compensation here, which a cancelled
+/// order's `order.cancelled` follows in the conversation.
+pub async fn compensate(
+    app: &App,
+    tx: &mut Tx,
+    claims: &Claims,
+    name: &str,
+    slip: &Slip,
+) -> Result<Value, Problem> {
     let failed = slip
         .fault
         .as_ref()
@@ -68,9 +76,21 @@ pub async fn compensate(app: &App, tx: &mut Tx, name: &str, slip: &Slip) -> Resu
                 .as_str()
                 .map(str::to_owned)
                 .ok_or_else(|| Problem::internal("raise-order's result has no order id"))?;
-            tx.set_order_status(&order_id, OrderStatus::Cancelled, Some(&failed))
+            let order = app
+                .store
+                .get_order(&order_id)
                 .await
                 .map_err(|e| fault::from_store(e, "order"))?;
+            // Orders' own rule: only a placed order is cancelled, and only
+            // the cancellation that moves it announces `order.cancelled`
+            // (so the order's delivery stops; the slip refunds the payment).
+            if tx
+                .cancel_placed_order(&order_id, Some(&failed))
+                .await
+                .map_err(Problem::internal)?
+            {
+                events::publish_cancelled(app, tx, claims, &order, &failed).await?;
+            }
             Ok(json!({ "order_id": order_id, "status": OrderStatus::Cancelled }))
         }
         other => Err(Problem::internal(format!("no compensation {other}"))),

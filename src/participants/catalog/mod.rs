@@ -19,7 +19,7 @@ use crate::app::{App, AppState};
 use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant;
-use crate::participants::basket;
+use crate::participants::{basket, deliveries};
 
 #[utoipa::path(
     get, path = "/", tag = "catalog", operation_id = "root",
@@ -48,10 +48,31 @@ pub async fn root(State(app): State<AppState>) -> Hal {
             app.root_href("/routing-slips"),
             "Start a routing slip (you choose the steps; the signed slip travels with the message)",
             crate::flows::routing_slip::start_properties(),
+        );
+    if app.base_of(Participant::Deliveries).is_some() {
+        resource = resource.action(
+            deliveries::saga::create::START,
+            app.href(Participant::Deliveries, "/deliveries"),
+            "Start a delivery (process manager: solicit couriers, assign, pick up, deliver)",
+            deliveries::saga::create::properties(),
+        );
+    }
+    resource = resource
+        .titled_link(
+            "patterns",
+            app.root_href("/patterns"),
+            "The pattern catalog",
         )
-        .titled_link("patterns", app.root_href("/patterns"), "The pattern catalog")
-        .titled_link("menu", app.href(Participant::Stores, "/menu"), "What the stores sell")
-        .titled_link("jwks", app.root_href("/.well-known/jwks.json"), "Public keys of the participants hosted here")
+        .titled_link(
+            "menu",
+            app.href(Participant::Stores, "/menu"),
+            "What the stores sell",
+        )
+        .titled_link(
+            "jwks",
+            app.root_href("/.well-known/jwks.json"),
+            "Public keys of the participants hosted here",
+        )
         .titled_link("problems", app.root_href("/problems"), "The fault types");
     for participant in Participant::ALL {
         if app.base_of(participant).is_some() {

@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(solicit::solicit))
         .routes(routes!(solicit::solicitation_reply))
         .routes(routes!(offer::offer))
-        .routes(routes!(saga::api::create, saga::api::list))
+        .routes(routes!(saga::create::create, saga::api::list))
         .routes(routes!(saga::api::summary))
         .routes(routes!(saga::api::get))
         .routes(routes!(saga::api::cancel))

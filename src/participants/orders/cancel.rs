@@ -1,8 +1,11 @@
 //! The step `cancel-order`: withdrawing a placed order (command-acknowledgement).
 //!
-//! A compensation: a routing slip or the delivery saga cancels an order when
-//! a later step fails. Cancelling is idempotent: an order already cancelled
-//! is acknowledged again; one that was never placed cannot be cancelled.
+//! A compensation: the checkout or the delivery saga cancels an order when a
+//! later step fails. Cancelling is idempotent: an order already cancelled
+//! is acknowledged again (and announced only the first time); one that was
+//! never placed cannot be cancelled. The cancellation and its
+//! `order.cancelled` event are written in one transaction (the
+//! Transactional Outbox), so the order's delivery hears of it.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +13,7 @@ use http::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::events;
 use crate::app::AppState;
 use crate::conversation::{Expect, Next, StateToken};
 use crate::fault::{self, Problem, types};
@@ -62,11 +66,18 @@ pub async fn cancel_order(
         .await
         .map_err(|e| fault::from_store(e, "order").in_conversation(claims.cid))?;
     match order.status {
-        OrderStatus::Placed => app
-            .store
-            .set_order_status(&id, OrderStatus::Cancelled, Some(&request.reason))
-            .await
-            .map_err(Problem::internal)?,
+        OrderStatus::Placed => {
+            let mut tx = app.store.begin().await.map_err(Problem::internal)?;
+            if tx
+                .cancel_placed_order(&id, Some(&request.reason))
+                .await
+                .map_err(Problem::internal)?
+            {
+                events::publish_cancelled(&app, &mut tx, &claims, &order, &request.reason).await?;
+            }
+            tx.commit().await.map_err(Problem::internal)?;
+            app.relay.wake();
+        }
         OrderStatus::Cancelled => {}
         OrderStatus::Rejected => {
             return Err(

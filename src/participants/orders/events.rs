@@ -1,19 +1,20 @@
-//! Publishing: the `order.placed` event, to subscribers and on the pull feed
-//! (the behaviour is [`crate::messaging::publishing`]'s, shared with stores).
+//! Publishing: the `order.placed` and `order.cancelled` events, to
+//! subscribers and on the pull feed (the behaviour is
+//! [`crate::messaging::publishing`]'s, shared with stores).
 
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::EVENT_TYPES;
+use super::{EVENT_TYPES, ORDER_CANCELLED};
 use crate::app::{App, AppState};
 use crate::conversation::{Claims, Next};
 use crate::fault::Problem;
 use crate::hypermedia::Hal;
 use crate::messaging::publishing::{Event, FeedQuery, Topic};
 use crate::participant::Participant::{self, Deliveries, Orders};
-use crate::store::{Subscription, Tx};
+use crate::store::{Order, Subscription, Tx};
 
 /// What orders publishes.
 pub const TOPIC: Topic = Topic {
@@ -27,7 +28,8 @@ pub const TOPIC: Topic = Topic {
 /// after retries.
 const EVENT_TTL: Duration = Duration::from_secs(24 * 3600);
 /// The participants that may take a conversation up from orders' events:
-/// deliveries starts a delivery from `order.placed`.
+/// deliveries starts a delivery from `order.placed` and stops it on
+/// `order.cancelled`.
 pub const TAKEN_UP_BY: &[Participant] = &[Deliveries];
 
 /// Appends the event to the feed and queues one signed delivery per
@@ -67,6 +69,36 @@ pub async fn publish(
         token: Some(token),
     };
     TOPIC.publish(app, tx, event, subscribers).await
+}
+
+/// Publishes `order.cancelled` for `order`, which the caller has just
+/// cancelled in `tx` (so a cancellation that rolls back is never announced),
+/// as the turn after `cause`, the message that cancelled it. The data names
+/// what a subscriber needs without asking back: the order, its conversation,
+/// its stores and payment, and why.
+pub async fn publish_cancelled(
+    app: &App,
+    tx: &mut Tx,
+    cause: &Claims,
+    order: &Order,
+    reason: &str,
+) -> Result<(), Problem> {
+    let subscribers = app
+        .store
+        .subscriptions_active_for(Orders.as_str(), ORDER_CANCELLED)
+        .await
+        .map_err(Problem::internal)?;
+    let stores: Vec<&str> = order.store.split(',').filter(|s| !s.is_empty()).collect();
+    let data = json!({
+        "order_id": order.id,
+        "conversation": order.conversation_id,
+        "total": order.total,
+        "currency": order.currency,
+        "stores": stores,
+        "payment_id": order.payment_id,
+        "reason": reason,
+    });
+    publish(app, tx, ORDER_CANCELLED, cause, data, &subscribers).await
 }
 
 #[utoipa::path(

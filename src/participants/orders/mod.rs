@@ -8,7 +8,10 @@
 //! duplicate "raise order" changes nothing and an order never goes
 //! unannounced. Subscribers get CloudEvents signed per Standard Webhooks;
 //! clients that cannot receive webhooks read the same events from the pull
-//! feed ([`events`]).
+//! feed ([`events`]). Cancelling a placed order — by the `cancel-order`
+//! command or a routing slip's compensation — publishes `order.cancelled`
+//! the same way, in the transaction that cancels, so the delivery saga
+//! stops the order's delivery ([`events::publish_cancelled`]).
 //!
 //! An order links to its payment and, once placed, to its delivery: the
 //! delivery saga starts from `order.placed` with an id derived from the
@@ -37,8 +40,11 @@ use crate::store::OrderStatus;
 pub const RAISE_ORDER: &str = "raise-order";
 /// The event orders publishes when an order is placed.
 pub const ORDER_PLACED: &str = "order.placed";
+/// The event orders publishes when a placed order is cancelled, whoever
+/// cancelled it (the `cancel-order` command, a routing slip's compensation).
+pub const ORDER_CANCELLED: &str = "order.cancelled";
 /// Every event type orders publishes.
-pub const EVENT_TYPES: &[&str] = &[ORDER_PLACED];
+pub const EVENT_TYPES: &[&str] = &[ORDER_PLACED, ORDER_CANCELLED];
 
 #[utoipa::path(
     get, path = "/orders/{id}", tag = "orders", operation_id = "get_order",

@@ -1,145 +1,19 @@
-//! The saga's HTTP face: start a delivery, administer and report on them
-//! (the couriers' reports and orders' events arrive in [`super::incoming`]).
+//! The saga's HTTP face: administer and report on deliveries (starting one
+//! is [`super::create`]; the couriers' reports and orders' events arrive in
+//! [`super::incoming`]).
 
 use axum::extract::{Path, Query, State};
-use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{TIMER_CANCEL, TIMER_SOLICIT, timer, transition};
 use crate::app::{App, AppState};
-use crate::conversation::Claims;
 use crate::fault::{self, Problem, types};
-use crate::hypermedia::{Hal, Input, Resource};
+use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant::{Deliveries, Orders, Payments};
-use crate::participants::couriers::Location;
-use crate::store::now_ms;
 use crate::store::sagas::{Delivery, DeliveryState};
 
 const PAGE: u32 = 20;
-
-/// The input of `create`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct CreateDelivery {
-    pub pickup: Location,
-    pub dropoff: Location,
-    /// `small`, `medium` or `large`.
-    pub size: String,
-    /// 0 to 50 kg.
-    #[schema(minimum = 0, maximum = 50)]
-    pub weight_kg: f64,
-    /// When the parcel is ready: the first solicitation waits this long (0 to 86400000 ms).
-    #[serde(default)]
-    pub ready_in_ms: Option<i64>,
-    /// How long each solicitation gives the couriers, 100 to 10000 ms (default 1500).
-    #[serde(default)]
-    pub deadline_ms: Option<i64>,
-}
-
-fn new_delivery(
-    input: &CreateDelivery,
-    order: Option<(&str, &str)>,
-    note: &str,
-) -> Result<Delivery, Problem> {
-    if !input.pickup.is_valid() || !input.dropoff.is_valid() {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "Coordinates are a latitude from -90 to 90 and a longitude from -180 to 180.",
-        ));
-    }
-    if !["small", "medium", "large"].contains(&input.size.as_str()) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "The size is `small`, `medium` or `large`.",
-        ));
-    }
-    if !(0.0..=50.0).contains(&input.weight_kg) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "The weight is 0 to 50 kg.",
-        ));
-    }
-    let deadline_ms = input
-        .deadline_ms
-        .unwrap_or(super::super::DEFAULT_DEADLINE_MS as i64);
-    if !(100..=super::super::MAX_DEADLINE_MS as i64).contains(&deadline_ms) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "The deadline is 100 to 10000 ms.",
-        ));
-    }
-    if !(0..=86_400_000).contains(&input.ready_in_ms.unwrap_or(0)) {
-        return Err(Problem::new(
-            types::INVALID_BODY,
-            "`ready_in_ms` is 0 to 86400000.",
-        ));
-    }
-    let at = now_ms();
-    let id = match order {
-        Some((order, _)) => super::delivery_id_for_order(order),
-        None => format!("dlv_{}", uuid::Uuid::now_v7().simple()),
-    };
-    Ok(Delivery {
-        id,
-        order_id: order.map(|o| o.0.to_owned()),
-        payment_id: order.map(|o| o.1.to_owned()).filter(|p| !p.is_empty()),
-        conversation_id: crate::ids::ConversationId::new().to_string(),
-        pickup_lat: input.pickup.lat,
-        pickup_lon: input.pickup.lon,
-        dropoff_lat: input.dropoff.lat,
-        dropoff_lon: input.dropoff.lon,
-        size: input.size.clone(),
-        weight_kg: input.weight_kg,
-        deadline_ms,
-        state: DeliveryState::Soliciting,
-        courier_id: None,
-        attempts: 0,
-        history: json!([{ "state": DeliveryState::Soliciting, "at": at, "note": note }]),
-        version: 0,
-        created_at: at,
-        updated_at: at,
-        head_message: None,
-        head_seq: 0,
-        head_chain: String::new(),
-    })
-}
-
-/// Creates a delivery and schedules its first solicitation. `taken_up`: the
-/// message of the conversation that led to it (orders' `order.placed`),
-/// which the saga continues; without one, the delivery opens a
-/// conversation of its own with a `create-delivery` message.
-pub async fn start_delivery(
-    app: &App,
-    input: &CreateDelivery,
-    order: Option<(&str, &str)>,
-    note: &str,
-    taken_up: Option<&Claims>,
-) -> Result<(Delivery, bool), Problem> {
-    let mut delivery = new_delivery(input, order, note)?;
-    match taken_up {
-        Some(claims) => {
-            delivery.conversation_id = claims.cid.to_string();
-            super::advance(&mut delivery, claims);
-        }
-        None => {
-            let first = app.mint(
-                Deliveries,
-                super::next_message(&delivery, super::CREATE_DELIVERY)?
-                    .to(&[Deliveries])
-                    .state(json!({ "delivery_id": delivery.id })),
-            )?;
-            super::advance(&mut delivery, &first.claims);
-        }
-    }
-    let first = timer(&delivery.id, TIMER_SOLICIT, input.ready_in_ms.unwrap_or(0));
-    let created = app
-        .store
-        .delivery_create(&delivery, &first)
-        .await
-        .map_err(Problem::internal)?;
-    Ok((delivery, created))
-}
 
 pub fn render(app: &App, d: &Delivery) -> Resource {
     let href = app.href(Deliveries, &format!("/deliveries/{}", d.id));
@@ -209,34 +83,13 @@ pub fn render(app: &App, d: &Delivery) -> Resource {
     r
 }
 
-#[utoipa::path(
-    post, path = "/deliveries", tag = "deliveries", operation_id = "create_delivery",
-    summary = "Start a delivery saga (Process Manager): solicit, assign, pick up, deliver",
-    request_body(content((CreateDelivery = "application/json"))),
-    responses(
-        (status = 201, description = "The delivery, soliciting", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
-        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 422, description = "Bad coordinates, size, weight or timing", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-    )
-)]
-/// `POST /deliveries/deliveries`.
-pub async fn create(
-    State(app): State<AppState>,
-    Input(input): Input<CreateDelivery>,
-) -> Result<Response, Problem> {
-    let (delivery, _) = start_delivery(&app, &input, None, "created", None).await?;
-    let location = app.href(Deliveries, &format!("/deliveries/{}", delivery.id));
-    Ok((
-        [(http::header::LOCATION, location)],
-        Hal(StatusCode::CREATED, render(&app, &delivery)),
-    )
-        .into_response())
-}
-
-/// The query of `list`.
+/// The query of `list`. A client need not build it: the list links every
+/// state's view (`by-state`), the unfiltered view (`all`) and the pages
+/// (`first`, `next`, `prev`).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only deliveries in this state.
+    /// Only deliveries in this state (soliciting, offered, assigned, picked-up, delivered, compensating, failed, cancelled).
     state: Option<String>,
     /// The page, from 0.
     page: Option<u64>,
@@ -247,17 +100,22 @@ pub struct ListQuery {
     summary = "The deliveries, newest first, by state and page (central administration)",
     params(ListQuery),
     responses(
-        (status = 200, description = "A page of deliveries, with `next` when there is more", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 200, description = "A page of deliveries (each links its order and conversation), with links to every state's view (`by-state`, one per state by `name`), the unfiltered view (`all`), the pages (`first`, `next` when there is more, `prev`) and the `create` form", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 422, description = "Unknown state", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 /// `GET /deliveries/deliveries`.
 pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Result<Hal, Problem> {
+    let base = app.href(Deliveries, "/deliveries");
     let state = match q.state.as_deref().filter(|s| !s.is_empty()) {
-        Some(s) => Some(
-            s.parse::<DeliveryState>()
-                .map_err(|_| Problem::new(types::INVALID_BODY, format!("No state `{s}`.")))?,
-        ),
+        Some(s) => Some(s.parse::<DeliveryState>().map_err(|_| {
+            let known: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
+            Problem::new(
+                types::INVALID_BODY,
+                format!("No state `{s}`; the states are {}.", known.join(", ")),
+            )
+            .link("deliveries", base.clone())
+        })?),
         None => None,
     };
     let page = q.page.unwrap_or(0);
@@ -268,24 +126,56 @@ pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Re
         .map_err(Problem::internal)?;
     let more = found.len() > PAGE as usize;
     found.truncate(PAGE as usize);
-    let base = app.href(Deliveries, "/deliveries");
-    let filter = state.map(|s| format!("state={s}&")).unwrap_or_default();
+    let at = |page: u64| page_href(&base, state, page);
     let mut r = Resource::new()
+        .field("state", state)
         .field("page", page)
         .field("count", found.len())
-        .link("self", format!("{base}?{filter}page={page}"))
+        .link("self", at(page))
+        .titled_link("first", at(0), "The first page")
         .link("summary", app.href(Deliveries, "/deliveries/summary"))
-        .action("create", base.clone(), "Start a delivery", vec![]);
+        .action(
+            "create",
+            base.clone(),
+            "Start a delivery",
+            super::create::properties(),
+        );
     if more {
-        r = r.link("next", format!("{base}?{filter}page={}", page + 1));
+        r = r.titled_link("next", at(page + 1), "The next page (older deliveries)");
     }
     if page > 0 {
-        r = r.link("prev", format!("{base}?{filter}page={}", page - 1));
+        r = r.titled_link("prev", at(page - 1), "The previous page (newer deliveries)");
     }
-    Ok(Hal::ok(r.embed(
+    if state.is_some() {
+        r = r.titled_link(
+            "all",
+            page_href(&base, None, 0),
+            "Every delivery, whatever its state",
+        );
+    }
+    Ok(Hal::ok(r.named_links("by-state", by_state(&base)).embed(
         "deliveries",
         found.iter().map(|d| render(&app, d)).collect(),
     )))
+}
+
+/// A page of the list, in one state or all.
+fn page_href(base: &str, state: Option<DeliveryState>, page: u64) -> String {
+    match state {
+        Some(state) => format!("{base}?state={state}&page={page}"),
+        None => format!("{base}?page={page}"),
+    }
+}
+
+/// One link per state, to the first page of the deliveries in it.
+fn by_state(base: &str) -> impl Iterator<Item = (&'static str, String, String)> {
+    DeliveryState::ALL.into_iter().map(move |state| {
+        (
+            state.as_str(),
+            page_href(base, Some(state), 0),
+            format!("Deliveries in state {state}"),
+        )
+    })
 }
 
 #[utoipa::path(
@@ -356,7 +246,8 @@ pub async fn summary(State(app): State<AppState>) -> Result<Hal, Problem> {
             .field("counts", counts)
             .field("mean_seconds_per_stage", means)
             .link("self", app.href(Deliveries, "/deliveries/summary"))
-            .link("deliveries", app.href(Deliveries, "/deliveries")),
+            .link("deliveries", app.href(Deliveries, "/deliveries"))
+            .named_links("by-state", by_state(&app.href(Deliveries, "/deliveries"))),
     ))
 }
 

@@ -1,6 +1,7 @@
 //! What the saga is told: couriers' reports, arriving at the `Reply-To`
-//! continuation each job carried, and orders' `order.placed` events, each of
-//! which starts the delivery of its order in the order's own conversation.
+//! continuation each job carried, and orders' events: `order.placed` starts
+//! the delivery of its order in the order's own conversation,
+//! `order.cancelled` stops it ([`super::order_cancelled`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -8,7 +9,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::api::{CreateDelivery, start_delivery};
+use super::create::{CreateDelivery, start_delivery};
 use super::steps::AwaitingReport;
 use super::{timer, transition};
 use crate::app::{App, AppState};
@@ -19,7 +20,7 @@ use crate::messaging::webhooks;
 use crate::participant::Participant::{Couriers, Deliveries, Orders};
 use crate::participants::couriers::{DELIVERY_REPORT, Location, Report};
 use crate::participants::menu;
-use crate::participants::orders::ORDER_PLACED;
+use crate::participants::orders::{ORDER_CANCELLED, ORDER_PLACED};
 use crate::store::now_ms;
 use crate::store::sagas::DeliveryState;
 
@@ -29,6 +30,7 @@ const DEFAULT_DROPOFF_OFFSET: f64 = 0.01;
 
 /// The query of a report: the continuation it was sent to.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportTarget {
     /// Deliveries' own continuation, naming the delivery, the courier and the attempt.
     state: Option<String>,
@@ -137,7 +139,7 @@ pub async fn report(
 
 #[utoipa::path(
     post, path = "/notifications", tag = "deliveries", operation_id = "deliveries_notification",
-    summary = "Orders' events (CloudEvents, Standard Webhooks signature): each order.placed starts a delivery",
+    summary = "Orders' events (CloudEvents, Standard Webhooks signature): order.placed starts the order's delivery, order.cancelled stops it",
     responses(
         (status = 204, description = "Taken (a repeated event changes nothing)"),
         (status = 401, description = "The signature does not verify", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
@@ -184,19 +186,33 @@ pub async fn notifications(
             format!("The event cannot be read: {e}."),
         )
     })?;
-    if event["type"] != ORDER_PLACED {
+    let event_type = event["type"].as_str().unwrap_or_default();
+    if ![ORDER_PLACED, ORDER_CANCELLED].contains(&event_type) {
         return Ok(StatusCode::NO_CONTENT);
     }
     let data = &event["data"];
-    let (Some(order), payment) = (
-        data["order_id"].as_str(),
-        data["payment_id"].as_str().unwrap_or_default(),
-    ) else {
+    let Some(order) = data["order_id"].as_str() else {
         return Err(Problem::new(
             types::INVALID_BODY,
-            "order.placed without an order id.",
+            format!("{event_type} without an order id."),
         ));
     };
+    if event_type == ORDER_PLACED {
+        order_placed(&app, &headers, order, data).await?;
+    } else {
+        super::order_cancelled::stop(&app, &headers, order, data).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `order.placed`: starts the order's delivery, once.
+async fn order_placed(
+    app: &App,
+    headers: &HeaderMap,
+    order: &str,
+    data: &Value,
+) -> Result<(), Problem> {
+    let payment = data["payment_id"].as_str().unwrap_or_default();
     if app
         .store
         .delivery_get(&super::delivery_id_for_order(order))
@@ -204,9 +220,27 @@ pub async fn notifications(
         .is_ok()
     {
         tracing::info!(%order, "order.placed again: its delivery exists");
-        return Ok(StatusCode::NO_CONTENT);
+        return Ok(());
     }
-    let taken_up = taken_up(&app, &headers, order).await?;
+    let taken_up = taken_up(app, headers, ORDER_PLACED, order).await?;
+    let (_, created) = start_delivery(
+        app,
+        &input_for_order(data),
+        Some((order, payment)),
+        &format!("created from order.placed ({order})"),
+        taken_up.as_ref(),
+    )
+    .await?;
+    if !created {
+        tracing::info!(%order, "order.placed again: its delivery exists");
+    }
+    Ok(())
+}
+
+/// What an order event says the delivery is: from the order's first store
+/// to the address it was paid with (or nearby, without one); a medium
+/// parcel of 2 kg, ready now.
+pub(super) fn input_for_order(data: &Value) -> CreateDelivery {
     let store = data["stores"]
         .as_array()
         .and_then(|s| s.first())
@@ -220,7 +254,7 @@ pub async fn notifications(
             lat: store.lat + DEFAULT_DROPOFF_OFFSET,
             lon: store.lon + DEFAULT_DROPOFF_OFFSET,
         });
-    let input = CreateDelivery {
+    CreateDelivery {
         pickup: Location {
             lat: store.lat,
             lon: store.lon,
@@ -230,39 +264,32 @@ pub async fn notifications(
         weight_kg: 2.0,
         ready_in_ms: None,
         deadline_ms: None,
-    };
-    let (_, created) = start_delivery(
-        &app,
-        &input,
-        Some((order, payment)),
-        &format!("created from order.placed ({order})"),
-        taken_up.as_ref(),
-    )
-    .await?;
-    if !created {
-        tracing::info!(%order, "order.placed again: its delivery exists");
     }
-    Ok(StatusCode::NO_CONTENT)
 }
 
-/// The `order.placed` message the delivery continues: orders' token in the
-/// webhook's `Conversation-State` header, which must be this order's. An
-/// event without one (from a publisher that signs none) starts a
-/// conversation of the delivery's own.
-async fn taken_up(app: &App, headers: &HeaderMap, order: &str) -> Result<Option<Claims>, Problem> {
+/// The event's message the delivery continues: orders' token in the
+/// webhook's `Conversation-State` header, for the step `event_type`, which
+/// must be this order's. An `order.placed` without one (from a publisher
+/// that signs none) starts a conversation of the delivery's own.
+pub(super) async fn taken_up(
+    app: &App,
+    headers: &HeaderMap,
+    event_type: &str,
+    order: &str,
+) -> Result<Option<Claims>, Problem> {
     let token = headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .trim();
     if token.is_empty() {
-        tracing::info!(%order, "order.placed without a token: the delivery opens its own conversation");
+        tracing::info!(%order, event_type, "an order event without a token");
         return Ok(None);
     }
     let claims = app
         .verify(
             &StateToken(token.to_owned()),
-            Expect::step(Deliveries, ORDER_PLACED).from(&[Orders]),
+            Expect::step(Deliveries, event_type).from(&[Orders]),
         )
         .await?;
     if claims.st["order_id"] != order {

@@ -8,7 +8,8 @@
 //! place.
 //!
 //! A delivery starts from `POST /deliveries` or from orders' `order.placed`
-//! event (deliveries subscribes itself at start, [`subscribe_on_start`]).
+//! event (deliveries subscribes itself to `order.placed` and
+//! `order.cancelled` at start, [`subscribe_on_start`]).
 //! Then, state by state:
 //!
 //! - `soliciting`: the couriers are asked (Out-In), through deliveries' own
@@ -22,7 +23,10 @@
 //! re-solicits, up to [`max_attempts`]; then the saga *compensates*: cancels
 //! the order and refunds the payment (each a command-acknowledgement, sent
 //! with In-Out-Retry) and ends `failed`. An administrator may `cancel`
-//! (compensate) or `reassign` (re-solicit) a running delivery.
+//! (compensate) or `reassign` (re-solicit) a running delivery. When the
+//! order is cancelled elsewhere (orders' `order.cancelled`), the delivery
+//! stops, `cancelled`, and compensates nothing: whoever cancelled the order
+//! owns the refund ([`order_cancelled`]).
 //!
 //! **One conversation.** A delivery continues the conversation that led to
 //! it: orders signs `order.placed` as the turn after "raise order", and the
@@ -49,10 +53,12 @@
 
 pub mod api;
 mod compensate;
+pub mod create;
 pub mod incoming;
+mod order_cancelled;
 mod steps;
 
-pub use api::CreateDelivery;
+pub use create::CreateDelivery;
 
 use std::sync::{Arc, LazyLock, Weak};
 use std::time::Duration;
@@ -156,6 +162,17 @@ pub async fn conclude(
     state: DeliveryState,
     note: &str,
 ) -> Result<bool, Problem> {
+    outcome(app, delivery, state, note)?;
+    transition(app, delivery, state, note, None).await
+}
+
+/// The saga's last message, saying how it ended; moves the head to it.
+fn outcome(
+    app: &App,
+    delivery: &mut Delivery,
+    state: DeliveryState,
+    note: &str,
+) -> Result<(), Problem> {
     let outcome = app.mint(
         Deliveries,
         next_message(delivery, state.as_str())?
@@ -168,7 +185,7 @@ pub async fn conclude(
             })),
     )?;
     advance(delivery, &outcome.claims);
-    transition(app, delivery, state, note, None).await
+    Ok(())
 }
 
 /// A timer for `delivery`, due `in_ms` from now.

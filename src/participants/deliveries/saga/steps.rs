@@ -16,7 +16,7 @@ use crate::conversation::{Expect, StateToken};
 use crate::fault::Problem;
 use crate::participant::Participant::{Couriers, Deliveries, Orders};
 use crate::participants::couriers::{DELIVER, DELIVERY_REPORT, Job, OFFER_REPLY, SOLICIT};
-use crate::participants::orders::ORDER_PLACED;
+use crate::participants::orders::{ORDER_CANCELLED, ORDER_PLACED};
 use crate::store::MessageKind;
 use crate::store::sagas::{Delivery, DeliveryState, SagaTimer};
 
@@ -313,31 +313,47 @@ pub async fn retry_or_compensate(
     Ok(())
 }
 
-/// Subscribes deliveries to orders' `order.placed`, over HTTP, once the
-/// server is up, retrying until orders answers (it may start later, or
-/// elsewhere). Known already: nothing to do.
+/// The order events the saga acts on.
+const ORDER_EVENTS: &[&str] = &[ORDER_PLACED, ORDER_CANCELLED];
+
+/// Subscribes deliveries to orders' `order.placed` and `order.cancelled`,
+/// over HTTP, once the server is up, retrying until orders answers (it may
+/// start later, or elsewhere). A subscription kept from before is checked
+/// with orders: still there with every event wanted, nothing to do; gone,
+/// or without `order.cancelled` (made before deliveries listened to it),
+/// it is replaced by a new one and the old one deleted.
 pub fn subscribe_on_start(app: AppState) {
     if !app.hosts(Deliveries) {
         return;
     }
     tokio::spawn(async move {
-        match app.store.saga_subscription(Orders.as_str()).await {
-            Ok(Some(_)) => return,
-            Ok(None) => {}
+        let kept = match app.store.saga_subscription(Orders.as_str()).await {
+            Ok(kept) => kept.map(|(id, _)| id),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read deliveries' subscription");
                 return;
             }
-        }
+        };
         let Ok(url) = app.sender.url(Orders, "/subscriptions") else {
             tracing::info!("orders is not reachable from here: no deliveries from order.placed");
             return;
         };
+        let mut wait = Duration::from_millis(50);
+        if let Some(id) = &kept {
+            loop {
+                match current(&app, id).await {
+                    Some(true) => return,
+                    Some(false) => break,
+                    None => tracing::debug!("orders not reachable yet"),
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
         let body = json!({
             "callback_url": app.href(Deliveries, "/notifications"),
-            "event_types": [ORDER_PLACED],
+            "event_types": ORDER_EVENTS,
         });
-        let mut wait = Duration::from_millis(50);
         loop {
             match app.sender.follow(Orders, &url, Some(&body), &[]).await {
                 Ok(reply) if reply.status.is_success() => {
@@ -353,6 +369,14 @@ pub fn subscribe_on_start(app: AppState) {
                         .await
                     {
                         tracing::warn!(error = %e, "cannot keep deliveries' subscription");
+                        return;
+                    }
+                    if let Some(old) = kept {
+                        let gone = app
+                            .sender
+                            .delete(Orders, &format!("/subscriptions/{old}"))
+                            .await;
+                        tracing::info!(%old, new = %id, ?gone, "deliveries' subscription replaced");
                     }
                     return;
                 }
@@ -366,4 +390,29 @@ pub fn subscribe_on_start(app: AppState) {
             wait = (wait * 2).min(Duration::from_secs(10));
         }
     });
+}
+
+/// Whether orders still has the subscription `id` with every event the saga
+/// acts on (`None`: orders did not answer).
+async fn current(app: &App, id: &str) -> Option<bool> {
+    let reply = app
+        .sender
+        .get(Orders, &format!("/subscriptions/{id}"))
+        .await
+        .ok()?;
+    if reply.status == http::StatusCode::NOT_FOUND {
+        return Some(false);
+    }
+    if !reply.status.is_success() {
+        return None;
+    }
+    let types = reply.body["event_types"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Some(
+        ORDER_EVENTS
+            .iter()
+            .all(|t| types.iter().any(|have| have == t)),
+    )
 }

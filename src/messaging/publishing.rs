@@ -42,6 +42,7 @@ pub struct Subscribe {
 
 /// The pull feed's query.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Only events after this cursor (the `seq` of the last event read).
     after: Option<i64>,

@@ -27,6 +27,7 @@ use crate::participant::Participant;
 
 /// The query of a journal read.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct JournalQuery {
     /// The conversation id (a UUID, the `conversation` member of any response of it).
     conversation: Option<String>,

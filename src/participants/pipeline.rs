@@ -53,6 +53,7 @@ pub async fn outbox(State(app): State<AppState>, Path(name): Path<String>) -> Re
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// At most this many (1 to 100, default 50).
     limit: Option<u32>,

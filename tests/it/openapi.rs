@@ -90,3 +90,24 @@ fn the_readme_lists_every_pattern_as_the_catalog_does() {
         assert!(readme.contains(&row), "README.md lacks the row {row}");
     }
 }
+
+/// A parameter documented `in: path` must be in the path: a query
+/// parameter documented as a path one makes generated clients wrong.
+#[test]
+fn every_path_parameter_is_in_its_path() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&conversant::openapi::to_pretty_json()).unwrap();
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] == "path" {
+                    let name = parameter["name"].as_str().unwrap();
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: `{name}` is documented as a path parameter"
+                    );
+                }
+            }
+        }
+    }
+}

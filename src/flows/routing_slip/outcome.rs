@@ -107,6 +107,7 @@ pub const FEED_PATH: &str = "/routing-slips/events";
 
 /// The pull feed's query.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FeedQuery {
     /// Only outcomes after this cursor (the `seq` of the last one read).
     after: Option<i64>,

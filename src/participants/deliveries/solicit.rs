@@ -359,6 +359,7 @@ async fn ask(
 
 /// The query of an answer: the continuation it was sent to.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReplyTarget {
     /// Deliveries' own continuation token, naming the solicitation, the courier and the deadline.
     state: Option<String>,

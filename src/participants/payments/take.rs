@@ -305,6 +305,7 @@ pub async fn get_payment(
 
 /// The query of the payments listing.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ByConversation {
     /// The conversation whose payments to list.
     conversation: String,

@@ -27,6 +27,7 @@ use crate::store::MessageKind;
 
 /// The continuation the fault was sent to.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FaultTarget {
     /// Pricing's own continuation token, minted when it raised the order.
     state: String,

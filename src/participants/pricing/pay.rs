@@ -300,6 +300,7 @@ async fn continuation(app: &App, claims: &Claims, pending: &Pending) -> Result<S
 
 /// The query of a payment reply: the continuation it was sent to.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReplyTarget {
     /// Pricing's own continuation token (stateless requestor).
     state: Option<String>,

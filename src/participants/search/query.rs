@@ -16,6 +16,7 @@ const MAX_LIMIT: usize = 50;
 
 /// The query of `near`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NearQuery {
     /// `lat,lon` in degrees, e.g. `52.52,13.405`.
     near: Option<String>,

@@ -30,6 +30,7 @@ const MAX_REASON: usize = 500;
 
 /// The query of the fault-to link: store information's own continuation.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FaultTo {
     /// Store information's continuation token, from the event's `fault_to` link.
     state: Option<String>,

@@ -99,7 +99,7 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox \
 impl Store {
     /// [`Tx::outbox_enqueue`] on its own, for messages that follow no local change.
     pub async fn outbox_enqueue(&self, message: &NewOutboxMessage) -> Result<(), StoreError> {
-        enqueue(self.conn().await?.as_conn(), message).await
+        enqueue(self.writer().await?.as_conn(), message).await
     }
 
     /// Leases up to `limit` due messages to the relay `owner` for `lease`, and
@@ -111,7 +111,7 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let now = now_ms();
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.writer().await?;
         let conn = pooled.as_conn();
         let sql = match conn.engine() {
             Engine::Sqlite => CLAIM_SQLITE,
@@ -134,7 +134,7 @@ impl Store {
     pub async fn outbox_mark_delivered(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'delivered', delivered_at = $2, \
              lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $1";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(id).bind(now_ms()).execute(&mut *c).await?.rows_affected()
         });
         super::one_row(done)
@@ -149,7 +149,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET next_attempt_at = $2, last_error = $3, \
              lease_owner = NULL, lease_until = NULL WHERE id = $1";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL)
                 .bind(id)
                 .bind(next_attempt_at)
@@ -165,7 +165,7 @@ impl Store {
     pub async fn outbox_mark_dead(&self, id: &str, error: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'dead', last_error = $2, \
              lease_owner = NULL, lease_until = NULL WHERE id = $1";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(id).bind(error).execute(&mut *c).await?.rows_affected()
         });
         super::one_row(done)
@@ -175,7 +175,7 @@ impl Store {
     pub async fn outbox_redeliver(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
              next_attempt_at = $2 WHERE id = $1 AND status = 'dead'";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(id).bind(now_ms()).execute(&mut *c).await?.rows_affected()
         });
         super::one_row(done)
@@ -185,7 +185,7 @@ impl Store {
     pub async fn outbox_counts(&self, participant: &str) -> Result<OutboxCounts, StoreError> {
         const SQL: &str = "SELECT status, last_error IS NOT NULL AS failed, COUNT(*) \
              FROM outbox WHERE participant = $1 GROUP BY status, last_error IS NOT NULL";
-        let rows: Vec<(OutboxStatus, bool, i64)> = on_conn!(self.conn().await?.as_conn(), c => {
+        let rows: Vec<(OutboxStatus, bool, i64)> = on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(participant).fetch_all(&mut *c).await?
         });
         let mut counts = OutboxCounts::default();
@@ -213,7 +213,7 @@ impl Store {
         const SQL: &str = "SELECT id, participant, destination, kind, headers, body, attempts, \
              next_attempt_at, status, lease_owner, lease_until, last_error, created_at, delivered_at \
              FROM outbox WHERE participant = $1 AND status = 'dead' ORDER BY created_at, id LIMIT $2";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(participant).bind(i64::from(limit)).fetch_all(&mut *c).await?
         }))
     }
@@ -266,7 +266,7 @@ impl Store {
                 listener.listen(NOTIFY_CHANNEL).await?;
                 Ok(Some(listener))
             }
-            super::Pool::Sqlite(_) => Ok(None),
+            super::Pool::Sqlite { .. } => Ok(None),
         }
     }
 }

@@ -82,6 +82,7 @@ on_both_engines!(
     outbox_claim_retry_dead_redeliver,
     outbox_concurrent_claimers_never_share_a_row,
     outbox_expired_lease_is_claimed_again,
+    concurrent_transactions_queue_for_the_writer,
     correlations_put_get_take_expire,
     couriers_upsert_keeps_created_at,
     idempotency_new_in_flight_done_mismatch,
@@ -630,6 +631,41 @@ async fn outbox_expired_lease_is_claimed_again(store: Store) {
     assert_eq!(taken_over[0].lease_owner.as_deref(), Some("relay-b"));
 }
 
+/// Many transactions at once, each claiming, writing and reading back: on
+/// SQLite they queue for the one writer connection (none fails with "database
+/// is locked"), and reads outside them go on meanwhile.
+async fn concurrent_transactions_queue_for_the_writer(store: Store) {
+    const WRITERS: usize = 48;
+    let start = Arc::new(Barrier::new(WRITERS));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let cid = id();
+                let o = order(&cid);
+                let mut tx = store.begin().await.unwrap();
+                tx.inbox_claim("orders", &id(), &format!("{cid}:place"))
+                    .await
+                    .unwrap();
+                tx.insert_order(&o).await.unwrap();
+                tx.outbox_enqueue(&outbound("orders")).await.unwrap();
+                tokio::task::yield_now().await;
+                tx.commit().await.unwrap();
+                store.outbox_enqueue(&outbound("orders")).await.unwrap();
+                assert_eq!(store.get_order(&o.id).await.unwrap(), o);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        store.outbox_counts("orders").await.unwrap().pending,
+        2 * WRITERS as i64
+    );
+}
+
 async fn correlations_put_get_take_expire(store: Store) {
     let live = Correlation {
         id: id(),
@@ -777,6 +813,19 @@ async fn connect_rejects_unknown_schemes_without_leaking_details() {
     let error = Store::connect("mysql://localhost/db").await.unwrap_err();
     assert!(matches!(error, StoreError::Database(_)));
     assert_eq!(error.to_string(), "database error");
+}
+
+/// A write routed to SQLite's reader pool by mistake fails instead of
+/// taking the write lock behind the writer's back.
+#[tokio::test]
+async fn sqlite_readers_are_read_only() {
+    let db = sqlite().await;
+    let mut reader = db.store.reader().await.unwrap();
+    let Conn::Sqlite(c) = reader.as_conn() else {
+        unreachable!("an SQLite store")
+    };
+    let refused = sqlx::query("DELETE FROM outbox").execute(&mut *c).await;
+    assert!(refused.is_err(), "{refused:?}");
 }
 
 #[tokio::test]

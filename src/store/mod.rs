@@ -104,7 +104,7 @@ pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inbox::{InboxClaim, InboxRecord};
 pub use journal::{JournalEntry, MessageKind};
 pub use orders::{Order, OrderStatus};
-pub use outbox::{NewOutboxMessage, OutboxCounts, OutboxMessage, OutboxStatus};
+pub use outbox::{NewOutboxMessage, OutboxCounts, OutboxMessage, OutboxOutcome, OutboxStatus};
 pub use payments::{Payment, PaymentStatus};
 pub use subscriptions::Subscription;
 

@@ -13,7 +13,9 @@
 //! On PostgreSQL the claim locks candidate rows with `FOR UPDATE SKIP LOCKED`,
 //! so concurrent relays never pick the same row; on SQLite the single
 //! `UPDATE ... RETURNING` runs under the one write lock. Delivery is therefore
-//! at least once, which is why receivers keep an inbox.
+//! at least once, which is why receivers keep an inbox. Outcomes are
+//! recorded many at a time ([`Store::outbox_record`]), and delivered rows are
+//! deleted after a retention ([`Store::outbox_prune_delivered`]).
 
 use std::time::Duration;
 
@@ -80,6 +82,22 @@ pub struct OutboxCounts {
     pub dead: i64,
 }
 
+/// What became of one delivery attempt, recorded with others by
+/// [`Store::outbox_record`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxOutcome {
+    /// Accepted by its destination.
+    Delivered { id: String },
+    /// Failed; try again at `next_attempt_at` (unix ms).
+    Retry {
+        id: String,
+        next_attempt_at: i64,
+        error: String,
+    },
+    /// Given up on: a dead letter.
+    Dead { id: String, error: String },
+}
+
 /// Leases due rows. PostgreSQL skips rows another relay is leasing right now;
 /// SQLite needs no locking clause, its writers are serialised.
 const CLAIM_SQLITE: &str = "UPDATE outbox \
@@ -130,6 +148,81 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Records the outcomes of many deliveries in one transaction: one
+    /// statement for all the delivered ones, one per failure (rarer). This
+    /// is how the relay records, so that a busy relay costs the store one
+    /// write per batch rather than one per message. Ids that are not in the
+    /// outbox are skipped.
+    pub async fn outbox_record(&self, outcomes: &[OutboxOutcome]) -> Result<(), StoreError> {
+        const DELIVERED_SQLITE: &str = "UPDATE outbox SET status = 'delivered', \
+             delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+             WHERE id IN (SELECT value FROM json_each($2))";
+        const DELIVERED_POSTGRES: &str = "UPDATE outbox SET status = 'delivered', \
+             delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+             WHERE id = ANY($2)";
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let delivered: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                OutboxOutcome::Delivered { id } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let now = now_ms();
+        let mut tx = self.begin().await?;
+        if !delivered.is_empty() {
+            match tx.conn() {
+                Conn::Sqlite(c) => {
+                    // A JSON array of the ids, which `json_each` unpacks.
+                    let ids = serde_json::Value::from(delivered.clone()).to_string();
+                    sqlx::query(DELIVERED_SQLITE)
+                        .bind(now)
+                        .bind(ids)
+                        .execute(&mut *c)
+                        .await?;
+                }
+                Conn::Postgres(c) => {
+                    sqlx::query(DELIVERED_POSTGRES)
+                        .bind(now)
+                        .bind(&delivered)
+                        .execute(&mut *c)
+                        .await?;
+                }
+            }
+        }
+        for outcome in outcomes {
+            match outcome {
+                OutboxOutcome::Delivered { .. } => {}
+                OutboxOutcome::Retry {
+                    id,
+                    next_attempt_at,
+                    error,
+                } => skip_missing(mark_retry(tx.conn(), id, *next_attempt_at, error).await)?,
+                OutboxOutcome::Dead { id, error } => {
+                    skip_missing(mark_dead(tx.conn(), id, error).await)?;
+                }
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Deletes delivered messages delivered before `before` (unix ms), at
+    /// most `limit` of them; returns how many. Pending and dead messages stay.
+    pub async fn outbox_prune_delivered(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+             WHERE status = 'delivered' AND delivered_at < $1 LIMIT $2)";
+        Ok(on_conn!(self.writer().await?.as_conn(), c => {
+            sqlx::query(SQL)
+                .bind(before)
+                .bind(i64::from(limit))
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        }))
+    }
+
     /// Records a successful delivery.
     pub async fn outbox_mark_delivered(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'delivered', delivered_at = $2, \
@@ -147,28 +240,12 @@ impl Store {
         next_attempt_at: i64,
         error: &str,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET next_attempt_at = $2, last_error = $3, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $1";
-        let done = on_conn!(self.writer().await?.as_conn(), c => {
-            sqlx::query(SQL)
-                .bind(id)
-                .bind(next_attempt_at)
-                .bind(error)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-        });
-        super::one_row(done)
+        mark_retry(self.writer().await?.as_conn(), id, next_attempt_at, error).await
     }
 
     /// Gives up on a message: it becomes a dead letter.
     pub async fn outbox_mark_dead(&self, id: &str, error: &str) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET status = 'dead', last_error = $2, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $1";
-        let done = on_conn!(self.writer().await?.as_conn(), c => {
-            sqlx::query(SQL).bind(id).bind(error).execute(&mut *c).await?.rows_affected()
-        });
-        super::one_row(done)
+        mark_dead(self.writer().await?.as_conn(), id, error).await
     }
 
     /// Sends a dead letter again on a fresh retry schedule; `NotFound` unless it is dead.
@@ -224,6 +301,42 @@ impl Tx {
     pub async fn outbox_enqueue(&mut self, message: &NewOutboxMessage) -> Result<(), StoreError> {
         enqueue(self.conn(), message).await
     }
+}
+
+fn skip_missing(result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Err(StoreError::NotFound) => Ok(()),
+        other => other,
+    }
+}
+
+async fn mark_retry(
+    conn: Conn<'_>,
+    id: &str,
+    next_attempt_at: i64,
+    error: &str,
+) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE outbox SET next_attempt_at = $2, last_error = $3, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $1";
+    let done = on_conn!(conn, c => {
+        sqlx::query(SQL)
+            .bind(id)
+            .bind(next_attempt_at)
+            .bind(error)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    super::one_row(done)
+}
+
+async fn mark_dead(conn: Conn<'_>, id: &str, error: &str) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE outbox SET status = 'dead', last_error = $2, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $1";
+    let done = on_conn!(conn, c => {
+        sqlx::query(SQL).bind(id).bind(error).execute(&mut *c).await?.rows_affected()
+    });
+    super::one_row(done)
 }
 
 /// The PostgreSQL channel relays listen on: a notification is sent with

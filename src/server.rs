@@ -34,7 +34,7 @@ use crate::fault::{self, PROBLEM_JSON};
 use crate::hypermedia;
 use crate::messaging::callbacks::CallbackPolicy;
 use crate::messaging::journal::Journal;
-use crate::messaging::outbox::Relay;
+use crate::messaging::outbox::{self, Relay, RelaySettings};
 use crate::messaging::sender::Sender;
 use crate::participants;
 use crate::store::Store;
@@ -69,12 +69,20 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
         .await
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
     let journal = Journal::start(store.clone());
+    // The relay's own client: a keep-alive connection per delivery in flight.
+    let relay_http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(outbox::IN_FLIGHT)
+        .build()?;
     let relay = Relay::start(
         store.clone(),
-        http.clone(),
-        config.retry_schedule.clone(),
-        config.relay_poll,
-        config.peer_timeout,
+        relay_http,
+        RelaySettings {
+            schedule: config.retry_schedule.clone(),
+            poll: config.relay_poll,
+            timeout: config.peer_timeout,
+            retention: config.outbox_retention,
+        },
     );
     let known: Vec<&str> = std::iter::once(public_url.as_str())
         .chain(config.peers.values().map(String::as_str))

@@ -339,16 +339,15 @@ async fn mark_dead(conn: Conn<'_>, id: &str, error: &str) -> Result<(), StoreErr
     super::one_row(done)
 }
 
-/// The PostgreSQL channel relays listen on: a notification is sent with
-/// every enqueue and delivered when its transaction commits, so relays on
-/// every instance wake at once instead of waiting for their next poll.
+/// The PostgreSQL channel relays listen on: [`Store::outbox_notify`] sends on
+/// it after commits, so relays on every instance wake at once instead of
+/// waiting for their next poll.
 pub const NOTIFY_CHANNEL: &str = "conversant_outbox";
 
 async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO outbox (id, participant, destination, kind, headers, body, \
          next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
-    let mut conn = conn;
-    on_conn!(&mut conn, c => {
+    on_conn!(conn, c => {
         sqlx::query(SQL)
             .bind(&m.id)
             .bind(&m.participant)
@@ -357,15 +356,9 @@ async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError>
             .bind(&m.headers)
             .bind(&m.body)
             .bind(now_ms())
-            .execute(&mut **c)
-            .await?;
-    });
-    if let Conn::Postgres(c) = conn {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
             .execute(&mut *c)
             .await?;
-    }
+    });
     Ok(())
 }
 
@@ -381,5 +374,31 @@ impl Store {
             }
             super::Pool::Sqlite { .. } => Ok(None),
         }
+    }
+
+    /// On PostgreSQL, wakes the relays of every instance (their listeners);
+    /// nothing on SQLite.
+    ///
+    /// Not part of the enqueuing transaction, on purpose: PostgreSQL
+    /// serialises every transaction that notifies, from the notification to
+    /// the end of its commit (the flush of the commit record included), so a
+    /// notification in each durable step made every step of every instance
+    /// wait in one line. Sent after the commit instead, in a transaction of
+    /// its own that does not wait for the flush (a lost wake-up costs a poll,
+    /// nothing else), by a sender that folds wake-ups together (see
+    /// `messaging::outbox::Notifier`).
+    pub async fn outbox_notify(&self) -> Result<(), StoreError> {
+        if let super::Pool::Postgres(pool) = &self.pool {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit TO off")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(NOTIFY_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 }

@@ -43,6 +43,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the application for `config`, reachable at `public_url`.
 pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router> {
+    Ok(build_with_state(config, public_url).await?.0)
+}
+
+/// [`build`], and the state its handlers share: for a process that hosts
+/// the server and works beside it (the bench commits outbox messages
+/// through its store and wakes its relay, as a participant does).
+pub async fn build_with_state(
+    config: Config,
+    public_url: String,
+) -> anyhow::Result<(Router, AppState)> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(64)
@@ -110,7 +120,7 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
     participants::start(&state).await?;
     participants::deliveries::saga::start(&state);
     participants::deliveries::saga::subscribe_on_start(state.clone());
-    Ok(participants::router(state)
+    let router = participants::router(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
@@ -144,7 +154,8 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
                     )
                 }),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    Ok((router, state))
 }
 
 /// Serves until `shutdown` completes, then drains in-flight requests.

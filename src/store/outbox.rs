@@ -148,18 +148,12 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Records the outcomes of many deliveries in one transaction: one
-    /// statement for all the delivered ones, one per failure (rarer). This
-    /// is how the relay records, so that a busy relay costs the store one
-    /// write per batch rather than one per message. Ids that are not in the
-    /// outbox are skipped.
+    /// Records the outcomes of many deliveries in one write: one statement
+    /// for all the delivered ones, and in the same transaction one per
+    /// failure (rarer). This is how the relay records, so that a busy relay
+    /// costs the store one write per batch rather than one per message. Ids
+    /// that are not in the outbox are skipped.
     pub async fn outbox_record(&self, outcomes: &[OutboxOutcome]) -> Result<(), StoreError> {
-        const DELIVERED_SQLITE: &str = "UPDATE outbox SET status = 'delivered', \
-             delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
-             WHERE id IN (SELECT value FROM json_each($2))";
-        const DELIVERED_POSTGRES: &str = "UPDATE outbox SET status = 'delivered', \
-             delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
-             WHERE id = ANY($2)";
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -171,26 +165,13 @@ impl Store {
             })
             .collect();
         let now = now_ms();
+        if delivered.len() == outcomes.len() {
+            // The common case, one statement: no transaction around it.
+            return mark_delivered(self.writer().await?.as_conn(), now, &delivered).await;
+        }
         let mut tx = self.begin().await?;
         if !delivered.is_empty() {
-            match tx.conn() {
-                Conn::Sqlite(c) => {
-                    // A JSON array of the ids, which `json_each` unpacks.
-                    let ids = serde_json::Value::from(delivered.clone()).to_string();
-                    sqlx::query(DELIVERED_SQLITE)
-                        .bind(now)
-                        .bind(ids)
-                        .execute(&mut *c)
-                        .await?;
-                }
-                Conn::Postgres(c) => {
-                    sqlx::query(DELIVERED_POSTGRES)
-                        .bind(now)
-                        .bind(&delivered)
-                        .execute(&mut *c)
-                        .await?;
-                }
-            }
+            mark_delivered(tx.conn(), now, &delivered).await?;
         }
         for outcome in outcomes {
             match outcome {
@@ -301,6 +282,34 @@ impl Tx {
     pub async fn outbox_enqueue(&mut self, message: &NewOutboxMessage) -> Result<(), StoreError> {
         enqueue(self.conn(), message).await
     }
+}
+
+async fn mark_delivered(conn: Conn<'_>, now: i64, ids: &[&str]) -> Result<(), StoreError> {
+    const DELIVERED_SQLITE: &str = "UPDATE outbox SET status = 'delivered', \
+         delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+         WHERE id IN (SELECT value FROM json_each($2))";
+    const DELIVERED_POSTGRES: &str = "UPDATE outbox SET status = 'delivered', \
+         delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+         WHERE id = ANY($2)";
+    match conn {
+        Conn::Sqlite(c) => {
+            // A JSON array of the ids, which `json_each` unpacks.
+            let ids = serde_json::Value::from(ids.to_vec()).to_string();
+            sqlx::query(DELIVERED_SQLITE)
+                .bind(now)
+                .bind(ids)
+                .execute(&mut *c)
+                .await?;
+        }
+        Conn::Postgres(c) => {
+            sqlx::query(DELIVERED_POSTGRES)
+                .bind(now)
+                .bind(ids)
+                .execute(&mut *c)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 fn skip_missing(result: Result<(), StoreError>) -> Result<(), StoreError> {

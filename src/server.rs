@@ -34,7 +34,7 @@ use crate::fault::{self, PROBLEM_JSON};
 use crate::hypermedia;
 use crate::messaging::callbacks::CallbackPolicy;
 use crate::messaging::journal::Journal;
-use crate::messaging::outbox::{self, Relay, RelaySettings};
+use crate::messaging::outbox::{Relay, RelaySettings};
 use crate::messaging::sender::Sender;
 use crate::participants;
 use crate::store::Store;
@@ -82,7 +82,7 @@ pub async fn build_with_state(
     // The relay's own client: a keep-alive connection per delivery in flight.
     let relay_http = reqwest::Client::builder()
         .no_proxy()
-        .pool_max_idle_per_host(outbox::IN_FLIGHT)
+        .pool_max_idle_per_host(config.relay_in_flight)
         .build()?;
     let relay = Relay::start(
         store.clone(),
@@ -92,6 +92,7 @@ pub async fn build_with_state(
             poll: config.relay_poll,
             timeout: config.peer_timeout,
             retention: config.outbox_retention,
+            in_flight: config.relay_in_flight,
         },
     );
     let known: Vec<&str> = std::iter::once(public_url.as_str())

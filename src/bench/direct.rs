@@ -18,10 +18,11 @@
 //!   commits to the last of their arrivals, and the bench waits for them all:
 //!   a relay that falls behind shows in the rate and in the latency.
 //!
-//! On SQLite the server runs inside the bench ([`Host::InProcess`]): one
-//! process per SQLite file (DESIGN §7), so the transactions go through the
-//! server's own store, queueing for its one writer like its participants',
-//! and wake its relay in-process. On PostgreSQL the servers run as processes
+//! On SQLite the server runs inside the bench ([`Host::InProcess`], with the
+//! settings `conversant serve` would take from the `CONVERSANT_*`
+//! environment): one process per SQLite file (DESIGN §7), so the
+//! transactions go through the server's own store, queueing for its one
+//! writer like its participants', and wake its relay in-process. On PostgreSQL the servers run as processes
 //! of their own, as many as share the database ([`Host::External`]); the bench
 //! commits through a store of its own and wakes their relays with a
 //! notification, as another instance would.
@@ -43,7 +44,7 @@ use tokio::net::TcpListener;
 
 use super::driver::{Options, Stop};
 use super::report::{self, Percentiles, Report};
-use crate::config::Config;
+use crate::config::{Config, ServeArgs};
 use crate::messaging::outbox::{KIND_WEBHOOK, Notifier, Relay};
 use crate::messaging::webhooks;
 use crate::store::{Engine, NewOutboxMessage, Store, Subscription, now_ms};
@@ -232,11 +233,21 @@ struct Hosted {
 }
 
 impl Hosted {
+    /// Settings as `conversant serve` takes them from the `CONVERSANT_*`
+    /// environment (`CONVERSANT_RELAY_IN_FLIGHT`...), on `database_url` with
+    /// a fresh data directory.
     async fn start(database_url: &str) -> anyhow::Result<Hosted> {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
         let data_dir =
             std::env::temp_dir().join(format!("conversant-bench-{}", uuid::Uuid::now_v7()));
-        let mut config = Config::new(&data_dir);
-        config.database_url = Some(database_url.to_owned());
+        let mut args = <Serve as clap::Parser>::try_parse_from(["conversant-bench"])?.args;
+        args.data_dir = data_dir.clone();
+        args.database_url = Some(database_url.to_owned());
+        let config = Config::from_args(args)?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let public_url = format!("http://{}", listener.local_addr()?);
         let (router, state) = crate::server::build_with_state(config, public_url).await?;

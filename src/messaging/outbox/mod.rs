@@ -11,8 +11,8 @@
 //!
 //! # A pipeline, not a batch at a time
 //!
-//! The relay keeps up to [`IN_FLIGHT`] messages between claim and recorded
-//! outcome. A permit of that budget is taken per claimed row and given back
+//! The relay keeps up to `in_flight` messages (`--relay-in-flight`, 256 by
+//! default) between claim and recorded outcome. A permit of that budget is taken per claimed row and given back
 //! only once the row's outcome is written, so the relay never holds more
 //! leases than it is working on. Three parts run at once:
 //!
@@ -106,6 +106,8 @@ pub struct RelaySettings {
     pub timeout: Duration,
     /// How long delivered messages are kept before they are deleted.
     pub retention: Duration,
+    /// How many messages the relay works on at once (claimed, not yet recorded).
+    pub in_flight: usize,
 }
 
 /// The handle to wake the relay after a commit.
@@ -155,9 +157,6 @@ async fn broadcast(store: Store, pending: Arc<Notify>) {
     }
 }
 
-/// How many messages the relay works on at once (claimed, not yet recorded);
-/// also the relay's HTTP connections kept open per destination host.
-pub const IN_FLIGHT: usize = 256;
 /// The most rows one claim leases.
 const BATCH: usize = 128;
 /// How long a claimed row stays leased to this relay: far longer than a
@@ -170,7 +169,7 @@ const PRUNE_CHUNK: u32 = 1000;
 
 impl Relay {
     /// Starts the relay (claimer, recorder, pruner, and on PostgreSQL the
-    /// listener) on the current runtime. `http` should keep [`IN_FLIGHT`]
+    /// listener) on the current runtime. `http` should keep `in_flight`
     /// idle connections per host, so deliveries reuse them.
     pub fn start(store: Store, http: reqwest::Client, settings: RelaySettings) -> Relay {
         let notify = Arc::new(Notify::new());
@@ -238,7 +237,7 @@ struct Claimer {
 
 async fn claim(claimer: Claimer, notify: Arc<Notify>) {
     let claimer = Arc::new(claimer);
-    let budget = Arc::new(Semaphore::new(IN_FLIGHT));
+    let budget = Arc::new(Semaphore::new(claimer.settings.in_flight.max(1)));
     loop {
         // At least one free permit, then every other one free right now.
         let Ok(first) = budget.clone().acquire_owned().await else {

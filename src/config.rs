@@ -87,6 +87,19 @@ pub struct ServeArgs {
         default_value = "1s,5s,30s,2m,10m"
     )]
     pub retry_schedule: String,
+    /// How long delivered outbox messages are kept before they are deleted
+    /// (e.g. 24h, 90m); dead letters are kept until redelivered.
+    #[arg(
+        long,
+        env = "CONVERSANT_OUTBOX_RETENTION",
+        default_value = "24h",
+        value_parser = humantime::parse_duration
+    )]
+    pub outbox_retention: Duration,
+    /// How many outbox messages the relay works on at once (claimed, not yet
+    /// recorded): deliveries in flight, and connections kept per host.
+    #[arg(long, env = "CONVERSANT_RELAY_IN_FLIGHT", default_value_t = 256)]
+    pub relay_in_flight: usize,
     /// In-Out-Retry: delays before re-sending an unanswered request (same message id).
     #[arg(
         long,
@@ -136,6 +149,10 @@ pub struct Config {
     pub exchange_retry: RetrySchedule,
     /// How often the relay looks for due messages when nothing woke it.
     pub relay_poll: Duration,
+    /// How long delivered outbox messages are kept before they are deleted.
+    pub outbox_retention: Duration,
+    /// How many outbox messages the relay works on at once.
+    pub relay_in_flight: usize,
     pub slow_card_delay: Duration,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl: Duration,
@@ -164,6 +181,8 @@ impl Config {
             retry_schedule: RetrySchedule::default(),
             exchange_retry: RetrySchedule::parse("200ms,500ms,1s").expect("a valid schedule"),
             relay_poll: Duration::from_millis(500),
+            outbox_retention: Duration::from_secs(24 * 3600),
+            relay_in_flight: 256,
             slow_card_delay: Duration::from_secs(7),
             idempotency_ttl: Duration::from_secs(86_400),
             chaos: ChaosConfig::default(),
@@ -232,6 +251,8 @@ impl Config {
             exchange_retry: RetrySchedule::parse(&args.exchange_retry)
                 .map_err(|e| anyhow::anyhow!("--exchange-retry: {e}"))?,
             relay_poll: Duration::from_millis(500),
+            outbox_retention: args.outbox_retention,
+            relay_in_flight: args.relay_in_flight.max(1),
             slow_card_delay: Duration::from_millis(args.slow_card_ms),
             idempotency_ttl: Duration::from_secs(args.idempotency_ttl),
             chaos: ChaosConfig::parse(&args.chaos).map_err(|e| anyhow::anyhow!("--chaos: {e}"))?,

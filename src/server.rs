@@ -34,7 +34,7 @@ use crate::fault::{self, PROBLEM_JSON};
 use crate::hypermedia;
 use crate::messaging::callbacks::CallbackPolicy;
 use crate::messaging::journal::Journal;
-use crate::messaging::outbox::Relay;
+use crate::messaging::outbox::{Relay, RelaySettings};
 use crate::messaging::sender::Sender;
 use crate::participants;
 use crate::store::Store;
@@ -43,6 +43,16 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Builds the application for `config`, reachable at `public_url`.
 pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router> {
+    Ok(build_with_state(config, public_url).await?.0)
+}
+
+/// [`build`], and the state its handlers share: for a process that hosts
+/// the server and works beside it (the bench commits outbox messages
+/// through its store and wakes its relay, as a participant does).
+pub async fn build_with_state(
+    config: Config,
+    public_url: String,
+) -> anyhow::Result<(Router, AppState)> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(64)
@@ -69,12 +79,21 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
         .await
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
     let journal = Journal::start(store.clone());
+    // The relay's own client: a keep-alive connection per delivery in flight.
+    let relay_http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(config.relay_in_flight)
+        .build()?;
     let relay = Relay::start(
         store.clone(),
-        http.clone(),
-        config.retry_schedule.clone(),
-        config.relay_poll,
-        config.peer_timeout,
+        relay_http,
+        RelaySettings {
+            schedule: config.retry_schedule.clone(),
+            poll: config.relay_poll,
+            timeout: config.peer_timeout,
+            retention: config.outbox_retention,
+            in_flight: config.relay_in_flight,
+        },
     );
     let known: Vec<&str> = std::iter::once(public_url.as_str())
         .chain(config.peers.values().map(String::as_str))
@@ -102,7 +121,7 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
     participants::start(&state).await?;
     participants::deliveries::saga::start(&state);
     participants::deliveries::saga::subscribe_on_start(state.clone());
-    Ok(participants::router(state)
+    let router = participants::router(state.clone())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(
@@ -136,7 +155,8 @@ pub async fn build(config: Config, public_url: String) -> anyhow::Result<Router>
                     )
                 }),
         )
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid));
+    Ok((router, state))
 }
 
 /// Serves until `shutdown` completes, then drains in-flight requests.

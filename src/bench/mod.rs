@@ -14,6 +14,8 @@
 //! | `turn-stateful` | a checkout whose `pay` is asynchronous; latency of `pay` only | conversations |
 //! | `checkout` | start, add-item, checkout, pay | conversations |
 //! | `relay` | checkouts whose `order.placed` webhooks reach a local subscriber | messages |
+//! | `commit` | one outbox transaction into a database no relay reads (the raw commit rate) | messages |
+//! | `relay-direct` | one outbox transaction into the server's database; its webhook's arrival at a local subscriber | messages |
 //! | `open-conversations` | start baskets and hold their tokens; read the server's RSS | baskets |
 //! | `token-growth` | 1 000 turns on one basket; the token's length | turns |
 //!
@@ -25,6 +27,7 @@
 mod baseline;
 mod checkout;
 mod client;
+mod direct;
 mod driver;
 mod open;
 mod relay;
@@ -38,6 +41,7 @@ use clap::{Args, ValueEnum};
 
 pub use baseline::baseline;
 pub use checkout::{checkout, turn_stateful};
+pub use direct::{Host, commit, relay_direct};
 pub use driver::{Options, Stop};
 pub use open::{Memory, memory, open_conversations};
 pub use relay::relay;
@@ -57,6 +61,11 @@ pub enum Scenario {
     Checkout,
     /// Outbox delivery of order.placed webhooks to a local subscriber.
     Relay,
+    /// The raw commit rate of outbox transactions (--database-url, no relay reading it).
+    Commit,
+    /// Outbox messages committed straight into the server's database
+    /// (--database-url), from commit to a local subscriber's 2xx.
+    RelayDirect,
     /// The server's resident memory with 0, 10 000, 100 000 open baskets.
     OpenConversations,
     /// The token's length after many turns on one basket.
@@ -103,12 +112,32 @@ pub struct BenchArgs {
     /// relay: how many subscriptions the subscriber takes (deliveries per order).
     #[arg(long, default_value_t = 1)]
     pub subscribers: usize,
+    /// commit, relay-direct: the database the messages are committed to.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// relay-direct: host the server in the bench, on --database-url (SQLite:
+    /// one process per file); without it, servers elsewhere share the database.
+    #[arg(long)]
+    pub in_process: bool,
+    /// commit, relay-direct: commit this many messages per second in all
+    /// (default: as fast as the committers can).
+    #[arg(long)]
+    pub rate: Option<f64>,
     /// token-growth: how many turns.
     #[arg(long, default_value_t = 1000)]
     pub turns: usize,
 }
 
 impl BenchArgs {
+    fn database(&self) -> anyhow::Result<&str> {
+        self.database_url.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{:?} commits to a database: give --database-url",
+                self.scenario
+            )
+        })
+    }
+
     fn options(&self) -> Options {
         Options {
             target: self.target.clone(),
@@ -134,6 +163,16 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Relay => {
             let listener = tokio::net::TcpListener::bind(args.receiver).await?;
             relay(&options, listener, args.subscribers).await
+        }
+        Scenario::Commit => commit(&options, args.database()?, args.rate).await,
+        Scenario::RelayDirect => {
+            let listener = tokio::net::TcpListener::bind(args.receiver).await?;
+            let host = if args.in_process {
+                Host::InProcess
+            } else {
+                Host::External
+            };
+            relay_direct(&options, args.database()?, host, listener, args.rate).await
         }
         Scenario::OpenConversations => {
             let pid = args.server_pid.ok_or_else(|| {

@@ -32,14 +32,14 @@ pub struct Correlation {
 impl Store {
     /// Parks state under its correlation id; `Conflict` if the id is taken.
     pub async fn correlation_put(&self, correlation: &Correlation) -> Result<(), StoreError> {
-        put(self.conn().await?.as_conn(), correlation).await
+        put(self.writer().await?.as_conn(), correlation).await
     }
 
     /// Looks up parked state without removing it; `NotFound` if absent or expired.
     pub async fn correlation_get(&self, id: &str) -> Result<Correlation, StoreError> {
         const SQL: &str = "SELECT id, participant, conversation_id, state, expires_at \
              FROM correlations WHERE id = $1 AND expires_at > $2";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(id).bind(now_ms()).fetch_one(&mut *c).await?
         }))
     }
@@ -47,13 +47,13 @@ impl Store {
     /// Removes and returns parked state, so a reply resumes it exactly once;
     /// `NotFound` if absent or expired.
     pub async fn correlation_take(&self, id: &str) -> Result<Correlation, StoreError> {
-        take(self.conn().await?.as_conn(), id).await
+        take(self.writer().await?.as_conn(), id).await
     }
 
     /// Deletes every expired entry; returns how many.
     pub async fn correlations_purge_expired(&self) -> Result<u64, StoreError> {
         const SQL: &str = "DELETE FROM correlations WHERE expires_at <= $1";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(now_ms()).execute(&mut *c).await?.rows_affected()
         }))
     }

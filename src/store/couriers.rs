@@ -27,14 +27,14 @@ pub struct Courier {
 impl Store {
     /// Registers a courier, or refreshes everything but `created_at` of a known one.
     pub async fn courier_upsert(&self, courier: &Courier) -> Result<(), StoreError> {
-        upsert(self.conn().await?.as_conn(), courier).await
+        upsert(self.writer().await?.as_conn(), courier).await
     }
 
     /// Every registered courier, in registration order.
     pub async fn couriers_list(&self) -> Result<Vec<Courier>, StoreError> {
         const SQL: &str = "SELECT id, name, lat, lon, busyness, reply_url, created_at \
              FROM couriers ORDER BY created_at, id";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).fetch_all(&mut *c).await?
         }))
     }

@@ -70,7 +70,7 @@ impl Store {
         const SQL: &str = "SELECT seq, id, participant, type, conversation_id, data, time \
              FROM events WHERE participant = $1 AND seq > $2 ORDER BY seq LIMIT $3";
         let after = after.unwrap_or(0);
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL)
                 .bind(participant)
                 .bind(after)

@@ -73,7 +73,7 @@ impl Store {
         let expires_at = now.saturating_add(duration_ms(ttl));
         // The holder can be purged between the two statements; then claim again.
         loop {
-            let holder: Option<Row> = on_conn!(self.conn().await?.as_conn(), c => {
+            let holder: Option<Row> = on_conn!(self.writer().await?.as_conn(), c => {
                 let claimed = sqlx::query(CLAIM)
                     .bind(participant)
                     .bind(key)
@@ -103,7 +103,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE idempotency SET state = 'done', status = $3, headers = $4, \
              body = $5 WHERE participant = $1 AND key = $2";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL)
                 .bind(participant)
                 .bind(key)
@@ -125,7 +125,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM idempotency \
              WHERE participant = $1 AND key = $2 AND state = 'in_flight'";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(participant).bind(key).execute(&mut *c).await?.rows_affected()
         });
         super::one_row(done)
@@ -134,7 +134,7 @@ impl Store {
     /// Deletes every expired record; returns how many.
     pub async fn idempotency_purge_expired(&self) -> Result<u64, StoreError> {
         const SQL: &str = "DELETE FROM idempotency WHERE expires_at <= $1";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(now_ms()).execute(&mut *c).await?.rows_affected()
         }))
     }

@@ -79,7 +79,7 @@ impl Store {
         const SQL: &str = "SELECT participant, conversation_id, message_id, causation_id, \
              from_participant, to_participant, pattern, kind, step, chain, status, at \
              FROM journal WHERE participant = $1 AND conversation_id = $2 ORDER BY at, seq";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(participant).bind(conversation_id).fetch_all(&mut *c).await?
         }))
     }

@@ -87,7 +87,7 @@ impl Store {
     /// Every listing, by id.
     pub async fn listings_list(&self) -> Result<Vec<Listing>, StoreError> {
         const SQL: &str = concat!("SELECT ", columns!(), " FROM listings ORDER BY id");
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).fetch_all(&mut *c).await?
         }))
     }
@@ -95,7 +95,7 @@ impl Store {
     /// One listing; `NotFound` if there is none.
     pub async fn listing_get(&self, id: &str) -> Result<Listing, StoreError> {
         const SQL: &str = concat!("SELECT ", columns!(), " FROM listings WHERE id = $1");
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(id).fetch_one(&mut *c).await?
         }))
     }
@@ -111,7 +111,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE listings SET status = $3, reason = $4 \
              WHERE id = $1 AND version = $2";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL)
                 .bind(id)
                 .bind(version)

@@ -12,7 +12,7 @@
 //!
 //! # Two engines, one handle
 //!
-//! [`Store`] wraps either a `SqlitePool` (the embedded quick start) or a `PgPool`
+//! [`Store`] wraps either SQLite pools (the embedded quick start) or a `PgPool`
 //! (split and scaled-out deployments). We chose a two-armed enum over `sqlx::Any`:
 //! `Any` narrows values to a handful of scalar types (no JSON, no JSONB, booleans
 //! as integers), which would push casts into every JSON query, and it hides
@@ -42,11 +42,29 @@
 //! A durable step is one transaction: claim the message in the inbox, make the
 //! effect, enqueue what must be sent (DESIGN §9). [`Store::begin`] returns a
 //! [`Tx`] that carries the same write functions as [`Store`]; nothing is written
-//! until [`Tx::commit`], and dropping a `Tx` rolls it back. On SQLite a
-//! transaction starts with `BEGIN IMMEDIATE`, taking the single write lock up
-//! front so that concurrent writers queue on the busy timeout instead of failing
-//! when a reader tries to upgrade. Relay and maintenance operations (outbox
-//! claims, purges, the journal batcher) run on [`Store`] only.
+//! until [`Tx::commit`], and dropping a `Tx` rolls it back. Relay and
+//! maintenance operations (outbox claims, purges, the journal batcher) run on
+//! [`Store`] only.
+//!
+//! # SQLite: writes queue, they do not sleep
+//!
+//! SQLite has one write lock per file. With every connection of one pool free
+//! to write, writers that found the lock taken slept in SQLite's busy handler
+//! (1, 2, 5, 10, 25 ms..., then try again): thousands of sleeps a second
+//! under a checkout load, and a long tail of checkout latency. So on SQLite a
+//! [`Store`] holds two pools: a *writer* pool of exactly one connection,
+//! which every write and every transaction goes through (`BEGIN IMMEDIATE`),
+//! and a pool of read-only *reader* connections for everything else (WAL
+//! mode: readers never wait for the writer). Writers now wait in the pool's
+//! fair queue and start the moment the connection is free. The readers are
+//! opened read-only, so a write routed to them by mistake fails loudly
+//! instead of taking the lock behind the writer's back. The busy timeout
+//! stays, for other processes on the same file (tools, or tests that open a
+//! second store). On PostgreSQL, which has row locks, both are the same pool.
+//!
+//! Because the writer is one connection, code holding a [`Tx`] must not call a
+//! write function of [`Store`]: it would wait for its own connection (and
+//! give up after the acquire timeout). Reads on [`Store`] are fine.
 
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -86,15 +104,18 @@ pub use idempotency::{IdempotencyBegin, StoredResponse};
 pub use inbox::{InboxClaim, InboxRecord};
 pub use journal::{JournalEntry, MessageKind};
 pub use orders::{Order, OrderStatus};
-pub use outbox::{NewOutboxMessage, OutboxCounts, OutboxMessage, OutboxStatus};
+pub use outbox::{NewOutboxMessage, OutboxCounts, OutboxMessage, OutboxOutcome, OutboxStatus};
 pub use payments::{Payment, PaymentStatus};
 pub use subscriptions::Subscription;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// How long an SQLite writer waits for the write lock before giving up.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an SQLite writer waits for the write lock (held by another
+/// process) or for the writer connection (held in this one) before giving up.
+const SQLITE_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Read-only connections on SQLite; reads run in parallel under WAL.
+const SQLITE_READERS: u32 = 8;
 
 /// Which database engine a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +134,11 @@ pub struct Store {
 
 #[derive(Debug, Clone)]
 enum Pool {
-    Sqlite(SqlitePool),
+    /// `write` has exactly one connection; `read`'s connections are read-only.
+    Sqlite {
+        write: SqlitePool,
+        read: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
@@ -190,16 +215,31 @@ impl Store {
                     .create_if_missing(true)
             };
             let options = options
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT);
-            let pool = SqlitePoolOptions::new().connect_with(options).await?;
+                .busy_timeout(SQLITE_WRITE_TIMEOUT);
+            // Idle SQLite connections cannot go stale: no ping before each use.
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(SQLITE_WRITE_TIMEOUT)
+                .test_before_acquire(false)
+                .connect_with(
+                    options
+                        .clone()
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal),
+                )
+                .await?;
             SQLITE_MIGRATIONS
-                .run(&pool)
+                .run(&write)
                 .await
                 .map_err(sqlx::Error::from)?;
-            Pool::Sqlite(pool)
+            // The file exists and is in WAL mode by now.
+            let read = SqlitePoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .test_before_acquire(false)
+                .connect_with(options.read_only(true).create_if_missing(false))
+                .await?;
+            Pool::Sqlite { write, read }
         };
         Ok(Store { pool })
     }
@@ -207,15 +247,18 @@ impl Store {
     /// The engine behind this handle.
     pub fn engine(&self) -> Engine {
         match self.pool {
-            Pool::Sqlite(_) => Engine::Sqlite,
+            Pool::Sqlite { .. } => Engine::Sqlite,
             Pool::Postgres(_) => Engine::Postgres,
         }
     }
 
-    /// Starts a transaction (on SQLite, `BEGIN IMMEDIATE`: it takes the write lock).
+    /// Starts a transaction (on SQLite, on the writer connection with `BEGIN
+    /// IMMEDIATE`: it takes the write lock up front).
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         let inner = match &self.pool {
-            Pool::Sqlite(pool) => TxInner::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Sqlite { write, .. } => {
+                TxInner::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?)
+            }
             Pool::Postgres(pool) => TxInner::Postgres(pool.begin().await?),
         };
         Ok(Tx { inner })
@@ -224,14 +267,27 @@ impl Store {
     /// Closes every pooled connection; pending calls finish first.
     pub async fn close(&self) {
         match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Sqlite { write, read } => {
+                read.close().await;
+                write.close().await;
+            }
             Pool::Postgres(pool) => pool.close().await,
         }
     }
 
-    async fn conn(&self) -> Result<PoolConn, StoreError> {
+    /// A connection for statements that only read.
+    async fn reader(&self) -> Result<PoolConn, StoreError> {
         Ok(match &self.pool {
-            Pool::Sqlite(pool) => PoolConn::Sqlite(pool.acquire().await?),
+            Pool::Sqlite { read, .. } => PoolConn::Sqlite(read.acquire().await?),
+            Pool::Postgres(pool) => PoolConn::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// A connection for a statement that writes (on SQLite, the one writer:
+    /// waits in line for it).
+    async fn writer(&self) -> Result<PoolConn, StoreError> {
+        Ok(match &self.pool {
+            Pool::Sqlite { write, .. } => PoolConn::Sqlite(write.acquire().await?),
             Pool::Postgres(pool) => PoolConn::Postgres(pool.acquire().await?),
         })
     }

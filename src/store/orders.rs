@@ -49,14 +49,14 @@ pub struct Order {
 impl Store {
     /// Records a new order; `Conflict` if its id exists.
     pub async fn insert_order(&self, order: &Order) -> Result<(), StoreError> {
-        insert(self.conn().await?.as_conn(), order).await
+        insert(self.writer().await?.as_conn(), order).await
     }
 
     /// One order by id.
     pub async fn get_order(&self, id: &str) -> Result<Order, StoreError> {
         const SQL: &str = "SELECT id, conversation_id, store, items, total, currency, payment_id, \
              status, reason, created_at FROM orders WHERE id = $1";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(id).fetch_one(&mut *c).await?
         }))
     }
@@ -68,7 +68,7 @@ impl Store {
         status: OrderStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        set_status(self.conn().await?.as_conn(), id, status, reason).await
+        set_status(self.writer().await?.as_conn(), id, status, reason).await
     }
 }
 

@@ -13,7 +13,9 @@
 //! On PostgreSQL the claim locks candidate rows with `FOR UPDATE SKIP LOCKED`,
 //! so concurrent relays never pick the same row; on SQLite the single
 //! `UPDATE ... RETURNING` runs under the one write lock. Delivery is therefore
-//! at least once, which is why receivers keep an inbox.
+//! at least once, which is why receivers keep an inbox. Outcomes are
+//! recorded many at a time ([`Store::outbox_record`]), and delivered rows are
+//! deleted after a retention ([`Store::outbox_prune_delivered`]).
 
 use std::time::Duration;
 
@@ -80,6 +82,22 @@ pub struct OutboxCounts {
     pub dead: i64,
 }
 
+/// What became of one delivery attempt, recorded with others by
+/// [`Store::outbox_record`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutboxOutcome {
+    /// Accepted by its destination.
+    Delivered { id: String },
+    /// Failed; try again at `next_attempt_at` (unix ms).
+    Retry {
+        id: String,
+        next_attempt_at: i64,
+        error: String,
+    },
+    /// Given up on: a dead letter.
+    Dead { id: String, error: String },
+}
+
 /// Leases due rows. PostgreSQL skips rows another relay is leasing right now;
 /// SQLite needs no locking clause, its writers are serialised.
 const CLAIM_SQLITE: &str = "UPDATE outbox \
@@ -99,7 +117,7 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox \
 impl Store {
     /// [`Tx::outbox_enqueue`] on its own, for messages that follow no local change.
     pub async fn outbox_enqueue(&self, message: &NewOutboxMessage) -> Result<(), StoreError> {
-        enqueue(self.conn().await?.as_conn(), message).await
+        enqueue(self.writer().await?.as_conn(), message).await
     }
 
     /// Leases up to `limit` due messages to the relay `owner` for `lease`, and
@@ -111,7 +129,7 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         let now = now_ms();
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.writer().await?;
         let conn = pooled.as_conn();
         let sql = match conn.engine() {
             Engine::Sqlite => CLAIM_SQLITE,
@@ -130,11 +148,67 @@ impl Store {
         Ok(claimed)
     }
 
+    /// Records the outcomes of many deliveries in one write: one statement
+    /// for all the delivered ones, and in the same transaction one per
+    /// failure (rarer). This is how the relay records, so that a busy relay
+    /// costs the store one write per batch rather than one per message. Ids
+    /// that are not in the outbox are skipped.
+    pub async fn outbox_record(&self, outcomes: &[OutboxOutcome]) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let delivered: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                OutboxOutcome::Delivered { id } => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let now = now_ms();
+        if delivered.len() == outcomes.len() {
+            // The common case, one statement: no transaction around it.
+            return mark_delivered(self.writer().await?.as_conn(), now, &delivered).await;
+        }
+        let mut tx = self.begin().await?;
+        if !delivered.is_empty() {
+            mark_delivered(tx.conn(), now, &delivered).await?;
+        }
+        for outcome in outcomes {
+            match outcome {
+                OutboxOutcome::Delivered { .. } => {}
+                OutboxOutcome::Retry {
+                    id,
+                    next_attempt_at,
+                    error,
+                } => skip_missing(mark_retry(tx.conn(), id, *next_attempt_at, error).await)?,
+                OutboxOutcome::Dead { id, error } => {
+                    skip_missing(mark_dead(tx.conn(), id, error).await)?;
+                }
+            }
+        }
+        tx.commit().await
+    }
+
+    /// Deletes delivered messages delivered before `before` (unix ms), at
+    /// most `limit` of them; returns how many. Pending and dead messages stay.
+    pub async fn outbox_prune_delivered(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        const SQL: &str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+             WHERE status = 'delivered' AND delivered_at < $1 LIMIT $2)";
+        Ok(on_conn!(self.writer().await?.as_conn(), c => {
+            sqlx::query(SQL)
+                .bind(before)
+                .bind(i64::from(limit))
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
+        }))
+    }
+
     /// Records a successful delivery.
     pub async fn outbox_mark_delivered(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'delivered', delivered_at = $2, \
              lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $1";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(id).bind(now_ms()).execute(&mut *c).await?.rows_affected()
         });
         super::one_row(done)
@@ -147,35 +221,19 @@ impl Store {
         next_attempt_at: i64,
         error: &str,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET next_attempt_at = $2, last_error = $3, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $1";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
-            sqlx::query(SQL)
-                .bind(id)
-                .bind(next_attempt_at)
-                .bind(error)
-                .execute(&mut *c)
-                .await?
-                .rows_affected()
-        });
-        super::one_row(done)
+        mark_retry(self.writer().await?.as_conn(), id, next_attempt_at, error).await
     }
 
     /// Gives up on a message: it becomes a dead letter.
     pub async fn outbox_mark_dead(&self, id: &str, error: &str) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET status = 'dead', last_error = $2, \
-             lease_owner = NULL, lease_until = NULL WHERE id = $1";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
-            sqlx::query(SQL).bind(id).bind(error).execute(&mut *c).await?.rows_affected()
-        });
-        super::one_row(done)
+        mark_dead(self.writer().await?.as_conn(), id, error).await
     }
 
     /// Sends a dead letter again on a fresh retry schedule; `NotFound` unless it is dead.
     pub async fn outbox_redeliver(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE outbox SET status = 'pending', attempts = 0, \
              next_attempt_at = $2 WHERE id = $1 AND status = 'dead'";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(id).bind(now_ms()).execute(&mut *c).await?.rows_affected()
         });
         super::one_row(done)
@@ -185,7 +243,7 @@ impl Store {
     pub async fn outbox_counts(&self, participant: &str) -> Result<OutboxCounts, StoreError> {
         const SQL: &str = "SELECT status, last_error IS NOT NULL AS failed, COUNT(*) \
              FROM outbox WHERE participant = $1 GROUP BY status, last_error IS NOT NULL";
-        let rows: Vec<(OutboxStatus, bool, i64)> = on_conn!(self.conn().await?.as_conn(), c => {
+        let rows: Vec<(OutboxStatus, bool, i64)> = on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(participant).fetch_all(&mut *c).await?
         });
         let mut counts = OutboxCounts::default();
@@ -213,7 +271,7 @@ impl Store {
         const SQL: &str = "SELECT id, participant, destination, kind, headers, body, attempts, \
              next_attempt_at, status, lease_owner, lease_until, last_error, created_at, delivered_at \
              FROM outbox WHERE participant = $1 AND status = 'dead' ORDER BY created_at, id LIMIT $2";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(participant).bind(i64::from(limit)).fetch_all(&mut *c).await?
         }))
     }
@@ -226,16 +284,79 @@ impl Tx {
     }
 }
 
-/// The PostgreSQL channel relays listen on: a notification is sent with
-/// every enqueue and delivered when its transaction commits, so relays on
-/// every instance wake at once instead of waiting for their next poll.
+async fn mark_delivered(conn: Conn<'_>, now: i64, ids: &[&str]) -> Result<(), StoreError> {
+    const DELIVERED_SQLITE: &str = "UPDATE outbox SET status = 'delivered', \
+         delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+         WHERE id IN (SELECT value FROM json_each($2))";
+    const DELIVERED_POSTGRES: &str = "UPDATE outbox SET status = 'delivered', \
+         delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+         WHERE id = ANY($2)";
+    match conn {
+        Conn::Sqlite(c) => {
+            // A JSON array of the ids, which `json_each` unpacks.
+            let ids = serde_json::Value::from(ids.to_vec()).to_string();
+            sqlx::query(DELIVERED_SQLITE)
+                .bind(now)
+                .bind(ids)
+                .execute(&mut *c)
+                .await?;
+        }
+        Conn::Postgres(c) => {
+            sqlx::query(DELIVERED_POSTGRES)
+                .bind(now)
+                .bind(ids)
+                .execute(&mut *c)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+fn skip_missing(result: Result<(), StoreError>) -> Result<(), StoreError> {
+    match result {
+        Err(StoreError::NotFound) => Ok(()),
+        other => other,
+    }
+}
+
+async fn mark_retry(
+    conn: Conn<'_>,
+    id: &str,
+    next_attempt_at: i64,
+    error: &str,
+) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE outbox SET next_attempt_at = $2, last_error = $3, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $1";
+    let done = on_conn!(conn, c => {
+        sqlx::query(SQL)
+            .bind(id)
+            .bind(next_attempt_at)
+            .bind(error)
+            .execute(&mut *c)
+            .await?
+            .rows_affected()
+    });
+    super::one_row(done)
+}
+
+async fn mark_dead(conn: Conn<'_>, id: &str, error: &str) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE outbox SET status = 'dead', last_error = $2, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $1";
+    let done = on_conn!(conn, c => {
+        sqlx::query(SQL).bind(id).bind(error).execute(&mut *c).await?.rows_affected()
+    });
+    super::one_row(done)
+}
+
+/// The PostgreSQL channel relays listen on: [`Store::outbox_notify`] sends on
+/// it after commits, so relays on every instance wake at once instead of
+/// waiting for their next poll.
 pub const NOTIFY_CHANNEL: &str = "conversant_outbox";
 
 async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO outbox (id, participant, destination, kind, headers, body, \
          next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
-    let mut conn = conn;
-    on_conn!(&mut conn, c => {
+    on_conn!(conn, c => {
         sqlx::query(SQL)
             .bind(&m.id)
             .bind(&m.participant)
@@ -244,15 +365,9 @@ async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError>
             .bind(&m.headers)
             .bind(&m.body)
             .bind(now_ms())
-            .execute(&mut **c)
-            .await?;
-    });
-    if let Conn::Postgres(c) = conn {
-        sqlx::query("SELECT pg_notify($1, '')")
-            .bind(NOTIFY_CHANNEL)
             .execute(&mut *c)
             .await?;
-    }
+    });
     Ok(())
 }
 
@@ -266,7 +381,33 @@ impl Store {
                 listener.listen(NOTIFY_CHANNEL).await?;
                 Ok(Some(listener))
             }
-            super::Pool::Sqlite(_) => Ok(None),
+            super::Pool::Sqlite { .. } => Ok(None),
         }
+    }
+
+    /// On PostgreSQL, wakes the relays of every instance (their listeners);
+    /// nothing on SQLite.
+    ///
+    /// Not part of the enqueuing transaction, on purpose: PostgreSQL
+    /// serialises every transaction that notifies, from the notification to
+    /// the end of its commit (the flush of the commit record included), so a
+    /// notification in each durable step made every step of every instance
+    /// wait in one line. Sent after the commit instead, in a transaction of
+    /// its own that does not wait for the flush (a lost wake-up costs a poll,
+    /// nothing else), by a sender that folds wake-ups together (see
+    /// `messaging::outbox::Notifier`).
+    pub async fn outbox_notify(&self) -> Result<(), StoreError> {
+        if let super::Pool::Postgres(pool) = &self.pool {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SET LOCAL synchronous_commit TO off")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(NOTIFY_CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
     }
 }

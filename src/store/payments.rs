@@ -44,14 +44,14 @@ pub struct Payment {
 impl Store {
     /// Records a payment attempt; `Conflict` if its id exists.
     pub async fn insert_payment(&self, payment: &Payment) -> Result<(), StoreError> {
-        insert(self.conn().await?.as_conn(), payment).await
+        insert(self.writer().await?.as_conn(), payment).await
     }
 
     /// One payment by id.
     pub async fn get_payment(&self, id: &str) -> Result<Payment, StoreError> {
         const SQL: &str = "SELECT id, conversation_id, amount, currency, last4, status, reason, \
              created_at FROM payments WHERE id = $1";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(id).fetch_one(&mut *c).await?
         }))
     }
@@ -63,7 +63,7 @@ impl Store {
     ) -> Result<Vec<Payment>, StoreError> {
         const SQL: &str = "SELECT id, conversation_id, amount, currency, last4, status, reason, \
              created_at FROM payments WHERE conversation_id = $1 ORDER BY created_at, id";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(conversation_id).fetch_all(&mut *c).await?
         }))
     }
@@ -75,7 +75,7 @@ impl Store {
         status: PaymentStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        set_status(self.conn().await?.as_conn(), id, status, reason).await
+        set_status(self.writer().await?.as_conn(), id, status, reason).await
     }
 }
 

@@ -156,7 +156,7 @@ impl Store {
 
     pub async fn delivery_get(&self, id: &str) -> Result<Delivery, StoreError> {
         const SQL: &str = select_deliveries!("WHERE id = $1");
-        let found: Option<Delivery> = on_conn!(self.conn().await?.as_conn(), c => {
+        let found: Option<Delivery> = on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(id).fetch_optional(&mut *c).await?
         });
         found.ok_or(StoreError::NotFound)
@@ -164,7 +164,7 @@ impl Store {
 
     pub async fn delivery_by_order(&self, order_id: &str) -> Result<Delivery, StoreError> {
         const SQL: &str = select_deliveries!("WHERE order_id = $1");
-        let found: Option<Delivery> = on_conn!(self.conn().await?.as_conn(), c => {
+        let found: Option<Delivery> = on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(order_id).fetch_optional(&mut *c).await?
         });
         found.ok_or(StoreError::NotFound)
@@ -181,7 +181,7 @@ impl Store {
             "WHERE ($1 IS NULL OR state = $1) ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
         );
         let state = state.map(DeliveryState::as_str);
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL)
                 .bind(state)
                 .bind(i64::from(limit))
@@ -197,7 +197,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<(DeliveryState, Value)>, StoreError> {
         const SQL: &str = "SELECT state, history FROM deliveries ORDER BY created_at DESC LIMIT $1";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(i64::from(limit)).fetch_all(&mut *c).await?
         }))
     }
@@ -210,7 +210,7 @@ impl Store {
         lease: Duration,
     ) -> Result<Vec<SagaTimer>, StoreError> {
         let now = now_ms();
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.writer().await?;
         let conn = pooled.as_conn();
         let sql = match conn.engine() {
             Engine::Sqlite => CLAIM_SQLITE,
@@ -228,7 +228,7 @@ impl Store {
 
     pub async fn saga_timer_fired(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE saga_timers SET fired = TRUE WHERE id = $1";
-        on_conn!(self.conn().await?.as_conn(), c => {
+        on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(id).execute(&mut *c).await?.rows_affected()
         });
         Ok(())
@@ -237,7 +237,7 @@ impl Store {
     /// The earliest due time of a pending timer, if any.
     pub async fn saga_timer_next_due(&self) -> Result<Option<i64>, StoreError> {
         const SQL: &str = "SELECT MIN(due_at) FROM saga_timers WHERE fired = FALSE";
-        let (due,): (Option<i64>,) = on_conn!(self.conn().await?.as_conn(), c => {
+        let (due,): (Option<i64>,) = on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).fetch_one(&mut *c).await?
         });
         Ok(due)
@@ -247,7 +247,7 @@ impl Store {
     pub async fn saga_timers_of(&self, delivery_id: &str) -> Result<Vec<SagaTimer>, StoreError> {
         const SQL: &str = "SELECT id, delivery_id, kind, due_at, fired FROM saga_timers \
              WHERE delivery_id = $1 AND fired = FALSE ORDER BY due_at";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(delivery_id).fetch_all(&mut *c).await?
         }))
     }
@@ -259,7 +259,7 @@ impl Store {
     ) -> Result<Option<(String, String)>, StoreError> {
         const SQL: &str =
             "SELECT subscription_id, secret FROM saga_subscriptions WHERE publisher = $1";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(publisher).fetch_optional(&mut *c).await?
         }))
     }
@@ -273,7 +273,7 @@ impl Store {
         const SQL: &str = "INSERT INTO saga_subscriptions (publisher, subscription_id, secret) \
              VALUES ($1, $2, $3) ON CONFLICT (publisher) DO UPDATE SET \
              subscription_id = excluded.subscription_id, secret = excluded.secret";
-        on_conn!(self.conn().await?.as_conn(), c => {
+        on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(publisher).bind(subscription_id).bind(secret)
                 .execute(&mut *c).await?.rows_affected()
         });

@@ -45,14 +45,14 @@ impl Store {
     pub async fn search_index_all(&self) -> Result<Vec<IndexedStore>, StoreError> {
         const SQL: &str = "SELECT store_id, name, lat, lon, open, version, indexed_at \
              FROM search_index ORDER BY store_id";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).fetch_all(&mut *c).await?
         }))
     }
 
     /// [`Tx::search_index_upsert`] on its own.
     pub async fn search_index_upsert(&self, entry: &IndexedStore) -> Result<bool, StoreError> {
-        upsert(self.conn().await?.as_conn(), entry).await
+        upsert(self.writer().await?.as_conn(), entry).await
     }
 
     /// The subscriptions search holds with `publisher`, oldest first.
@@ -62,7 +62,7 @@ impl Store {
     ) -> Result<Vec<SearchSubscription>, StoreError> {
         const SQL: &str = "SELECT id, publisher, secret, created_at FROM search_subscriptions \
              WHERE publisher = $1 ORDER BY created_at, id";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(publisher).fetch_all(&mut *c).await?
         }))
     }
@@ -74,7 +74,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO search_subscriptions (id, publisher, secret, created_at) \
              VALUES ($1, $2, $3, $4)";
-        on_conn!(self.conn().await?.as_conn(), c => {
+        on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL)
                 .bind(&subscription.id)
                 .bind(&subscription.publisher)
@@ -89,7 +89,7 @@ impl Store {
     /// Forgets a subscription the publisher no longer has; `NotFound` if absent.
     pub async fn search_subscription_delete(&self, id: &str) -> Result<(), StoreError> {
         const SQL: &str = "DELETE FROM search_subscriptions WHERE id = $1";
-        let done = on_conn!(self.conn().await?.as_conn(), c => {
+        let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL).bind(id).execute(&mut *c).await?.rows_affected()
         });
         super::one_row(done)

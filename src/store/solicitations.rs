@@ -33,7 +33,7 @@ impl Store {
         &self,
         reply: &SolicitationReply,
     ) -> Result<bool, StoreError> {
-        record(self.conn().await?.as_conn(), reply).await
+        record(self.writer().await?.as_conn(), reply).await
     }
 
     /// Every reply to a solicitation, in the order they were taken.
@@ -44,7 +44,7 @@ impl Store {
         const SQL: &str = "SELECT solicitation_id, courier_id, available, eta_minutes, \
              reason, received_at FROM solicitation_replies WHERE solicitation_id = $1 \
              ORDER BY received_at, courier_id";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(solicitation_id).fetch_all(&mut *c).await?
         }))
     }

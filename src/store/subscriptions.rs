@@ -29,26 +29,26 @@ pub struct Subscription {
 impl Store {
     /// Records a new subscription; `Conflict` if its id exists.
     pub async fn subscription_create(&self, subscription: &Subscription) -> Result<(), StoreError> {
-        create(self.conn().await?.as_conn(), subscription).await
+        create(self.writer().await?.as_conn(), subscription).await
     }
 
     /// One subscription by id.
     pub async fn subscription_get(&self, id: &str) -> Result<Subscription, StoreError> {
         const SQL: &str = "SELECT id, owner, callback_url, event_types, secret, active, created_at \
              FROM subscriptions WHERE id = $1";
-        Ok(on_conn!(self.conn().await?.as_conn(), c => {
+        Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(id).fetch_one(&mut *c).await?
         }))
     }
 
     /// Removes a subscription; `NotFound` if there was none.
     pub async fn subscription_delete(&self, id: &str) -> Result<(), StoreError> {
-        delete(self.conn().await?.as_conn(), id).await
+        delete(self.writer().await?.as_conn(), id).await
     }
 
     /// Stops deliveries to a subscription, keeping the record; `NotFound` if absent.
     pub async fn subscription_disable(&self, id: &str) -> Result<(), StoreError> {
-        disable(self.conn().await?.as_conn(), id).await
+        disable(self.writer().await?.as_conn(), id).await
     }
 
     /// The active subscriptions of `owner` that want events of `event_type`, oldest first.
@@ -65,7 +65,7 @@ impl Store {
         const POSTGRES: &str = "SELECT id, owner, callback_url, event_types, secret, active, \
              created_at FROM subscriptions WHERE owner = $1 AND active AND event_types ? $2 \
              ORDER BY created_at, id";
-        let mut pooled = self.conn().await?;
+        let mut pooled = self.reader().await?;
         let conn = pooled.as_conn();
         let sql = match conn.engine() {
             Engine::Sqlite => SQLITE,

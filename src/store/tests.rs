@@ -83,6 +83,9 @@ on_both_engines!(
     outbox_claim_retry_dead_redeliver,
     outbox_concurrent_claimers_never_share_a_row,
     outbox_expired_lease_is_claimed_again,
+    outbox_records_many_outcomes_in_one_write,
+    outbox_prunes_only_old_delivered_messages,
+    concurrent_transactions_queue_for_the_writer,
     correlations_put_get_take_expire,
     couriers_upsert_keeps_created_at,
     idempotency_new_in_flight_done_mismatch,
@@ -668,6 +671,149 @@ async fn outbox_expired_lease_is_claimed_again(store: Store) {
     assert_eq!(taken_over[0].lease_owner.as_deref(), Some("relay-b"));
 }
 
+async fn outbox_records_many_outcomes_in_one_write(store: Store) {
+    let messages: Vec<_> = (0..5).map(|_| outbound("orders")).collect();
+    for m in &messages {
+        store.outbox_enqueue(m).await.unwrap();
+    }
+    let claimed = store
+        .outbox_claim_batch("relay-a", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    let later = now_ms() + 60_000;
+    store
+        .outbox_record(&[
+            OutboxOutcome::Delivered {
+                id: messages[0].id.clone(),
+            },
+            OutboxOutcome::Delivered {
+                id: messages[1].id.clone(),
+            },
+            OutboxOutcome::Delivered {
+                id: messages[2].id.clone(),
+            },
+            OutboxOutcome::Retry {
+                id: messages[3].id.clone(),
+                next_attempt_at: later,
+                error: "503".into(),
+            },
+            OutboxOutcome::Dead {
+                id: messages[4].id.clone(),
+                error: "410 Gone".into(),
+            },
+            OutboxOutcome::Dead {
+                id: "not-in-the-outbox".into(),
+                error: "skipped".into(),
+            },
+        ])
+        .await
+        .unwrap();
+    store.outbox_record(&[]).await.unwrap();
+    assert_eq!(
+        store.outbox_counts("orders").await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            retrying: 1,
+            delivered: 3,
+            dead: 1
+        }
+    );
+    let letters = store.outbox_dead_letters("orders", 10).await.unwrap();
+    assert_eq!(
+        letters
+            .iter()
+            .map(|m| (&m.id, m.lease_owner.as_deref(), m.last_error.as_deref()))
+            .collect::<Vec<_>>(),
+        [(&messages[4].id, None, Some("410 Gone"))]
+    );
+    assert!(
+        store
+            .outbox_claim_batch("relay-b", 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the retried one waits for its time, the others are done"
+    );
+}
+
+async fn outbox_prunes_only_old_delivered_messages(store: Store) {
+    let (old, recent, pending, dead) = (
+        outbound("orders"),
+        outbound("orders"),
+        outbound("orders"),
+        outbound("orders"),
+    );
+    for m in [&old, &recent, &dead] {
+        store.outbox_enqueue(m).await.unwrap();
+    }
+    store.outbox_mark_delivered(&old.id).await.unwrap();
+    store.outbox_mark_dead(&dead.id, "410 Gone").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let cutoff = now_ms();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store.outbox_mark_delivered(&recent.id).await.unwrap();
+    store.outbox_enqueue(&pending).await.unwrap();
+
+    assert_eq!(store.outbox_prune_delivered(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(store.outbox_prune_delivered(cutoff, 100).await.unwrap(), 0);
+    assert_eq!(
+        store.outbox_counts("orders").await.unwrap(),
+        OutboxCounts {
+            pending: 1,
+            retrying: 0,
+            delivered: 1,
+            dead: 1
+        }
+    );
+    // In chunks: at most `limit` rows per call.
+    for _ in 0..3 {
+        let m = outbound("payments");
+        store.outbox_enqueue(&m).await.unwrap();
+        store.outbox_mark_delivered(&m.id).await.unwrap();
+    }
+    let now = now_ms() + 1;
+    assert_eq!(store.outbox_prune_delivered(now, 2).await.unwrap(), 2);
+    assert_eq!(store.outbox_prune_delivered(now, 2).await.unwrap(), 2);
+    assert_eq!(store.outbox_prune_delivered(now, 2).await.unwrap(), 0);
+    assert_eq!(store.outbox_counts("orders").await.unwrap().dead, 1);
+}
+
+/// Many transactions at once, each claiming, writing and reading back: on
+/// SQLite they queue for the one writer connection (none fails with "database
+/// is locked"), and reads outside them go on meanwhile.
+async fn concurrent_transactions_queue_for_the_writer(store: Store) {
+    const WRITERS: usize = 48;
+    let start = Arc::new(Barrier::new(WRITERS));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (store, start) = (store.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let cid = id();
+                let o = order(&cid);
+                let mut tx = store.begin().await.unwrap();
+                tx.inbox_claim("orders", &id(), &format!("{cid}:place"))
+                    .await
+                    .unwrap();
+                tx.insert_order(&o).await.unwrap();
+                tx.outbox_enqueue(&outbound("orders")).await.unwrap();
+                tokio::task::yield_now().await;
+                tx.commit().await.unwrap();
+                store.outbox_enqueue(&outbound("orders")).await.unwrap();
+                assert_eq!(store.get_order(&o.id).await.unwrap(), o);
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        store.outbox_counts("orders").await.unwrap().pending,
+        2 * WRITERS as i64
+    );
+}
+
 async fn correlations_put_get_take_expire(store: Store) {
     let live = Correlation {
         id: id(),
@@ -815,6 +961,19 @@ async fn connect_rejects_unknown_schemes_without_leaking_details() {
     let error = Store::connect("mysql://localhost/db").await.unwrap_err();
     assert!(matches!(error, StoreError::Database(_)));
     assert_eq!(error.to_string(), "database error");
+}
+
+/// A write routed to SQLite's reader pool by mistake fails instead of
+/// taking the write lock behind the writer's back.
+#[tokio::test]
+async fn sqlite_readers_are_read_only() {
+    let db = sqlite().await;
+    let mut reader = db.store.reader().await.unwrap();
+    let Conn::Sqlite(c) = reader.as_conn() else {
+        unreachable!("an SQLite store")
+    };
+    let refused = sqlx::query("DELETE FROM outbox").execute(&mut *c).await;
+    assert!(refused.is_err(), "{refused:?}");
 }
 
 #[tokio::test]

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use conversant::bench::{self, Options, Stop};
+use conversant::bench::{self, Host, Options, Stop};
 use conversant::config::RequestorState;
 
-use crate::support::{spawn_app, spawn_with};
+use crate::support::{Engine, scratch_database, spawn_app, spawn_with};
 
 fn briefly(target: &str) -> Options {
     Options {
@@ -74,6 +74,48 @@ async fn relay_delivers_every_webhook_to_the_bench_subscriber() {
         report.extra["messages_delivered"], report.extra["messages_expected"],
         "{report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_measures_the_raw_commit_rate_at_full_speed_and_paced() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = scratch_database(dir.path()).await;
+    for rate in [None, Some(200.0)] {
+        let report = bench::commit(&briefly(""), &url, rate).await.unwrap();
+        assert_eq!(report.errors, 0, "{report}");
+        assert!(report.count > 0 && report.rate > 0.0, "{report}");
+        if rate.is_some() {
+            assert!(report.rate < 300.0, "paced at 200/s: {report}");
+        }
+    }
+}
+
+/// On SQLite the bench hosts the server (one process per file); on
+/// PostgreSQL it commits into a running server's database from outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_direct_delivers_every_committed_message_once() {
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let report = match crate::ENGINE {
+        Engine::Sqlite => {
+            let url = scratch_database(dir.path()).await;
+            bench::relay_direct(&briefly(""), &url, Host::InProcess, receiver, None).await
+        }
+        Engine::Postgres => {
+            let app = spawn_app().await;
+            let url = app.database();
+            bench::relay_direct(&briefly(&app.base), &url, Host::External, receiver, None).await
+        }
+    }
+    .unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.count > 0, "{report}");
+    assert_eq!(
+        report.extra["messages_delivered"], report.extra["messages_committed"],
+        "{report}"
+    );
+    assert_eq!(report.extra["duplicates"], 0, "{report}");
+    assert!(report.latency.p50_ms > 0.0, "{report}");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod exchanges;
 mod instances;
 mod keys;
 mod openapi;
+mod outbox;
 mod receiver;
 mod repair;
 mod robust_out_only;

@@ -143,6 +143,15 @@ fn start(
     }
 }
 
+/// A new empty database of this leg's engine, for a test that opens a
+/// store itself: an SQLite file in `dir`, or a database of the cluster.
+pub async fn scratch_database(dir: &Path) -> String {
+    match fresh_database().await {
+        Some(url) => url,
+        None => format!("sqlite://{}?mode=rwc", dir.join("scratch.db").display()),
+    }
+}
+
 /// The database URL for a new server: `None` on SQLite (the server makes its
 /// file in its data directory), a new empty database on PostgreSQL.
 async fn fresh_database() -> Option<String> {

@@ -17,6 +17,8 @@ mod instances;
 mod keys;
 #[path = "../it/openapi.rs"]
 mod openapi;
+#[path = "../it/outbox.rs"]
+mod outbox;
 #[path = "../it/receiver.rs"]
 mod receiver;
 #[path = "../it/repair.rs"]

@@ -171,10 +171,7 @@ pub fn render(app: &App, minted: &Minted, basket: &BasketState) -> Resource {
             ],
         );
     if !basket.items.is_empty() {
-        let in_basket = basket
-            .items
-            .iter()
-            .map(|l| (l.sku.as_str(), l.sku.as_str()));
+        let in_basket = basket.items.iter().map(|l| (l.sku.clone(), l.sku.clone()));
         resource = resource
             .action(
                 REMOVE_ITEM,

@@ -172,8 +172,5 @@ pub struct Note<'a> {
 }
 
 fn pattern_name(claims: &Claims) -> String {
-    serde_json::to_value(claims.pat)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    claims.pat.as_str().to_owned()
 }

@@ -68,8 +68,16 @@ impl App {
     }
 
     /// A next-step link: the step's URL carrying the response's token.
+    /// (Built in one allocation: a turn builds one per next step.)
     pub fn step_href(&self, participant: Participant, path: &str, token: &str) -> String {
-        format!("{}?state={token}", self.href(participant, path))
+        let base = self.base_of(participant).unwrap_or(&self.public_url);
+        let participant = participant.as_str();
+        let mut href =
+            String::with_capacity(base.len() + participant.len() + path.len() + token.len() + 8);
+        for part in [base, "/", participant, path, "?state=", token] {
+            href.push_str(part);
+        }
+        href
     }
 
     /// A URL of this process outside any participant (`/patterns`...).
@@ -206,8 +214,5 @@ pub struct Note<'a> {
 
 /// The conversation type a token belongs to, as journaled (`turn-taking`...).
 pub fn pattern_name(claims: &Claims) -> String {
-    serde_json::to_value(claims.pat)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    claims.pat.as_str().to_owned()
 }

@@ -77,6 +77,15 @@ pub struct ServeArgs {
         default_value = "token"
     )]
     pub requestor_state: RequestorState,
+    /// Where the basket keeps its lines between turns: in the token it signs
+    /// (stateless) or in its store under the conversation id (stateful).
+    #[arg(
+        long,
+        env = "CONVERSANT_BASKET_STATE",
+        value_enum,
+        default_value = "token"
+    )]
+    pub basket_state: BasketStorage,
     /// Hosts (host or host:port) callbacks may go to, beside the known participants.
     #[arg(long, env = "CONVERSANT_CALLBACK_ALLOW", value_delimiter = ',')]
     pub callback_allow: Vec<String>,
@@ -127,6 +136,16 @@ pub enum RequestorState {
     Store,
 }
 
+/// Where the basket keeps its lines between turns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BasketStorage {
+    /// In the signed token of every answer: nothing is stored (stateless).
+    Token,
+    /// In the store, keyed by conversation id, the token carrying only the
+    /// version it was minted at (stateful, with optimistic concurrency).
+    Store,
+}
+
 /// The resolved configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -143,6 +162,8 @@ pub struct Config {
     /// `None`: the SQLite file in the data directory.
     pub database_url: Option<String>,
     pub requestor_state: RequestorState,
+    /// Where new baskets keep their lines.
+    pub basket_state: BasketStorage,
     pub callback_allow: Vec<String>,
     pub retry_schedule: RetrySchedule,
     /// In-Out-Retry: delays before a requestor re-sends an unanswered request.
@@ -177,6 +198,7 @@ impl Config {
             body_limit: 64 * 1024,
             database_url: None,
             requestor_state: RequestorState::Token,
+            basket_state: BasketStorage::Token,
             callback_allow: Vec::new(),
             retry_schedule: RetrySchedule::default(),
             exchange_retry: RetrySchedule::parse("200ms,500ms,1s").expect("a valid schedule"),
@@ -245,6 +267,7 @@ impl Config {
             body_limit: args.body_limit,
             database_url: args.database_url,
             requestor_state: args.requestor_state,
+            basket_state: args.basket_state,
             callback_allow: args.callback_allow,
             retry_schedule: RetrySchedule::parse(&args.retry_schedule)
                 .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?,

@@ -69,6 +69,8 @@ pub mod types {
         UNKNOWN_SKU = ("unknown-sku", UNPROCESSABLE_ENTITY, "No such item on the menu");
         INVALID_QUANTITY = ("invalid-quantity", UNPROCESSABLE_ENTITY, "The quantity is out of range");
         NOT_IN_BASKET = ("not-in-basket", UNPROCESSABLE_ENTITY, "The item is not in the basket");
+        STALE_BASKET = ("stale-basket", CONFLICT, "The basket has changed since this link was issued");
+        BASKET_EXPIRED = ("basket-expired", GONE, "The basket is no longer kept");
         NOT_IMPLEMENTED = ("not-implemented", NOT_IMPLEMENTED, "This step is not implemented yet");
         PEER_UNAVAILABLE = ("peer-unavailable", BAD_GATEWAY, "A participant this step needs did not answer");
         PEER_TIMEOUT = ("peer-timeout", GATEWAY_TIMEOUT, "A participant this step needs did not answer in time");

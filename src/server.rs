@@ -28,7 +28,7 @@ use tracing::Level;
 
 use crate::app::{App, AppState};
 use crate::config::Config;
-use crate::conversation::continuation::{self, redact_query};
+use crate::conversation::continuation::{self, Redacted};
 use crate::conversation::token;
 use crate::fault::{self, PROBLEM_JSON};
 use crate::hypermedia;
@@ -140,7 +140,6 @@ pub async fn build_with_state(
             TraceLayer::new_for_http()
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
                 .make_span_with(|req: &Request<Body>| {
-                    let query = req.uri().query().map(redact_query).unwrap_or_default();
                     let request_id = req
                         .headers()
                         .get(REQUEST_ID)
@@ -150,7 +149,7 @@ pub async fn build_with_state(
                         "request",
                         method = %req.method(),
                         path = %req.uri().path(),
-                        query = %query,
+                        query = %Redacted(req.uri().query()),
                         request_id = %request_id,
                     )
                 }),

@@ -1,5 +1,5 @@
 //! `checkout`: the whole checkout conversation per iteration; and
-//! `turn-stateful`: its payment turn taken asynchronously, the way pricing
+//! `pay-async`: its payment turn taken asynchronously, the way pricing
 //! keeps its pending state either in the token or in its store.
 //!
 //! A checkout is four requests, each to a link of the previous answer:
@@ -8,13 +8,13 @@
 //! command-acknowledgement, then raises the order In-Only through its outbox:
 //! the relay delivers it to orders after the client has its answer).
 //!
-//! The basket has no stateful mode, so the stateful twin of a stateless turn
-//! is measured where the service offers one: `pay` with `Prefer:
-//! respond-async`. Pricing's pending state then goes either in the signed
-//! Reply-To continuation (`--requestor-state token`, the default) or in its
-//! correlation store (`--requestor-state store`). Run the same scenario
-//! against one server of each kind to compare; the reported latency is the
-//! `pay` step's alone.
+//! `pay-async` takes `pay` with `Prefer: respond-async`: pricing's pending
+//! state then goes either in the signed Reply-To continuation
+//! (`--requestor-state token`, the default) or in its correlation store
+//! (`--requestor-state store`), the talk's stateless and stateful requestor.
+//! Run it against one server of each kind to compare; the reported latency
+//! is the `pay` step's alone. (The stateful twin of the basket's own turn is
+//! `turn-stateful`, in `turn.rs`.)
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -135,15 +135,15 @@ pub async fn checkout(options: &Options) -> anyhow::Result<Report> {
     ))
 }
 
-/// Runs `turn-stateful`: the asynchronous `pay` turn (see the module docs).
-pub async fn turn_stateful(options: &Options) -> anyhow::Result<Report> {
+/// Runs `pay-async`: the asynchronous `pay` turn (see the module docs).
+pub async fn pay_async(options: &Options) -> anyhow::Result<Report> {
     let http = Http::new(&options.target, options.concurrency)?;
     let workload = PayAsync(Checkout {
         respond_async: true,
         ..Checkout::default()
     });
     let report = driver::drive(
-        "turn-stateful",
+        "pay-async",
         "conversations",
         options,
         &http,
@@ -151,6 +151,6 @@ pub async fn turn_stateful(options: &Options) -> anyhow::Result<Report> {
     )
     .await;
     Ok(report.note(
-        "the basket has no stateful mode: this is pricing's `pay` with Prefer: respond-async, whose pending state is in the token or the store per the server's --requestor-state; latency is the pay step's; the rate counts whole conversations (start, add-item, checkout, pay)",
+        "pricing's `pay` with Prefer: respond-async, whose pending state is in the token or the store per the server's --requestor-state; latency is the pay step's; the rate counts whole conversations (start, add-item, checkout, pay)",
     ))
 }

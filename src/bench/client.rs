@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// One request that did not get the answer the scenario expected.
@@ -55,11 +55,51 @@ struct Body {
     status: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Link {
-    One { href: String },
-    Other(IgnoredAny),
+/// A link's href; `None` for a link that is not one object with an href (an
+/// array of links, say). Read with a visitor, not an untagged enum, which
+/// would buffer every link before trying each variant: the load generator's
+/// own cost is in every figure.
+struct Link(Option<String>);
+
+impl<'de> Deserialize<'de> for Link {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Href;
+
+        impl<'de> Visitor<'de> for Href {
+            type Value = Link;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a HAL link")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Link, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(field_identifier, rename_all = "lowercase")]
+                enum Key {
+                    Href,
+                    #[serde(other)]
+                    Other,
+                }
+                let mut href = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Href => href = Some(map.next_value::<String>()?),
+                        Key::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Link(href))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Link, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Link(None))
+            }
+        }
+
+        d.deserialize_any(Href)
+    }
 }
 
 impl Doc {
@@ -86,6 +126,8 @@ impl Http {
     pub fn new(target: &str, pool: usize) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .no_proxy()
+            // Every href is followed as given; a redirect would be a failure.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(pool.max(1))
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(30))
@@ -180,10 +222,7 @@ impl Http {
             Some(body) => (
                 body.links
                     .into_iter()
-                    .filter_map(|(rel, link)| match link {
-                        Link::One { href } => Some((rel, href)),
-                        Link::Other(_) => None,
-                    })
+                    .filter_map(|(rel, Link(href))| Some((rel, href?)))
                     .collect(),
                 body.status.and_then(|s| s.as_str().map(str::to_owned)),
             ),
@@ -204,5 +243,19 @@ mod tests {
     fn failures_never_show_the_query_or_the_host() {
         let failure = Failure::new("POST", "http://127.0.0.1:9/basket/x?state=secret", "500");
         assert_eq!(failure.0, "POST /basket/x: 500");
+    }
+
+    #[test]
+    fn links_are_read_by_their_href_and_others_are_skipped() {
+        let body: Body = serde_json::from_str(
+            r#"{"status":"open","_links":{"self":{"href":"/a","title":"A"},
+                "curies":[{"name":"c","href":"/c/{rel}","templated":true}],"odd":{"title":"no href"}},
+                "_templates":{"x":{"target":"/x"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(body.links["self"].0.as_deref(), Some("/a"));
+        assert_eq!(body.links["curies"].0, None);
+        assert_eq!(body.links["odd"].0, None);
+        assert_eq!(body.status.unwrap(), "open");
     }
 }

@@ -11,7 +11,8 @@
 //! |---|---|---|
 //! | `baseline` | `GET /health` | requests |
 //! | `turn` | a basket `add-item` or `remove-item` (verify, act, sign, render) | requests |
-//! | `turn-stateful` | a checkout whose `pay` is asynchronous; latency of `pay` only | conversations |
+//! | `turn-stateful` | the same against a server with `--basket-state store`: the basket read from and written to the store | requests |
+//! | `pay-async` | a checkout whose `pay` is asynchronous; latency of `pay` only | conversations |
 //! | `checkout` | start, add-item, checkout, pay | conversations |
 //! | `relay` | checkouts whose `order.placed` webhooks reach a local subscriber | messages |
 //! | `commit` | one outbox transaction into a database no relay reads (the raw commit rate) | messages |
@@ -40,13 +41,13 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 pub use baseline::baseline;
-pub use checkout::{checkout, turn_stateful};
+pub use checkout::{checkout, pay_async};
 pub use direct::{Host, commit, relay_direct};
 pub use driver::{Options, Stop};
 pub use open::{Memory, memory, open_conversations};
 pub use relay::relay;
 pub use report::{Percentiles, Report};
-pub use turn::{token_growth, turn};
+pub use turn::{token_growth, turn, turn_stateful};
 
 /// The scenarios of `conversant bench`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -55,8 +56,10 @@ pub enum Scenario {
     Baseline,
     /// One stateless basket turn per request (add-item / remove-item).
     Turn,
-    /// The asynchronous `pay` turn, whose pending state the server keeps per --requestor-state.
+    /// The same turn with the basket in the store (the server runs with --basket-state store).
     TurnStateful,
+    /// The asynchronous `pay` turn, whose pending state the server keeps per --requestor-state.
+    PayAsync,
     /// Whole checkout conversations.
     Checkout,
     /// Outbox delivery of order.placed webhooks to a local subscriber.
@@ -159,6 +162,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Baseline => baseline(&options).await,
         Scenario::Turn => turn(&options).await,
         Scenario::TurnStateful => turn_stateful(&options).await,
+        Scenario::PayAsync => pay_async(&options).await,
         Scenario::Checkout => checkout(&options).await,
         Scenario::Relay => {
             let listener = tokio::net::TcpListener::bind(args.receiver).await?;

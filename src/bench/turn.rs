@@ -1,5 +1,6 @@
-//! `turn`: one stateless step of the basket, over and over; and
-//! `token-growth`: how long the token is after many turns.
+//! `turn`: one stateless step of the basket, over and over; `turn-stateful`:
+//! the same step with the basket kept in the store; and `token-growth`: how
+//! long the token is after many turns.
 //!
 //! Each worker opens one basket, then alternately follows its `add-item`
 //! and `remove-item` links. Either step is a whole stateless turn: verify the
@@ -8,6 +9,13 @@
 //! basket (the journal batcher records the turn off the request path).
 //! Alternating keeps the basket, and so the token, the same size however
 //! long the run, so the figure does not drift with the run's length.
+//!
+//! `turn-stateful` is the very same workload against a server started with
+//! `--basket-state store`: the token then carries only the basket's version,
+//! and each turn also reads the basket from the store and writes it back
+//! with a compare-and-set. Each worker first checks that the server really
+//! keeps its basket there (an older link must be refused as stale), so the
+//! figure cannot be taken against a stateless server by mistake.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,7 +29,10 @@ use super::report::Report;
 /// The item the bench adds and removes.
 pub const SKU: &str = "margherita";
 
-struct Turn;
+/// The add/remove turn; `stateful` checks that the server keeps baskets in its store.
+struct Turn {
+    stateful: bool,
+}
 
 /// A worker's basket: its latest links, and whether it holds the item.
 pub(crate) struct Basket {
@@ -52,10 +63,23 @@ impl Workload for Turn {
     type Worker = Basket;
 
     async fn begin(&self, http: &Http) -> Result<Basket, Failure> {
-        Ok(Basket {
+        let mut basket = Basket {
             doc: start(http).await?,
             holds_item: false,
-        })
+        };
+        if self.stateful {
+            let first = basket.doc.link("add-item")?.to_owned();
+            next_turn(http, &mut basket).await?;
+            let body = json!({ "sku": SKU });
+            http.post(&first, Some(&body), &[], 409)
+                .await
+                .map_err(|f| {
+                    Failure(format!(
+                        "{f}: an older link was not refused as stale; is the server's --basket-state store?"
+                    ))
+                })?;
+        }
+        Ok(basket)
     }
 
     async fn iterate(
@@ -71,11 +95,20 @@ impl Workload for Turn {
 /// Runs `turn`: add-item / remove-item turns, each one request.
 pub async fn turn(options: &Options) -> anyhow::Result<Report> {
     let http = Http::new(&options.target, options.concurrency)?;
-    Ok(
-        driver::drive("turn", "requests", options, &http, Arc::new(Turn))
-            .await
-            .note("one stateless turn per request: verify, add or remove an item, sign, render"),
-    )
+    let turn = Arc::new(Turn { stateful: false });
+    Ok(driver::drive("turn", "requests", options, &http, turn)
+        .await
+        .note("one stateless turn per request: verify, add or remove an item, sign, render"))
+}
+
+/// Runs `turn-stateful`: the same turns against a server that keeps its
+/// baskets in the store (`--basket-state store`).
+pub async fn turn_stateful(options: &Options) -> anyhow::Result<Report> {
+    let http = Http::new(&options.target, options.concurrency)?;
+    let turn = Arc::new(Turn { stateful: true });
+    Ok(driver::drive("turn-stateful", "requests", options, &http, turn)
+        .await
+        .note("one turn per request with the basket in the store: verify, read the basket, add or remove an item, compare-and-set it, sign, render"))
 }
 
 /// Runs `token-growth`: `turns` add/remove turns on one basket, one after

@@ -26,20 +26,26 @@ impl StateToken {
         let token = parts
             .uri
             .query()
-            .and_then(|q| {
-                form_urlencoded_pairs(q)
-                    .find(|(k, _)| k == QUERY_PARAM)
-                    .map(|(_, v)| v)
-            })
+            .and_then(token_in_query)
             .unwrap_or_default();
         StateToken(token)
     }
 }
 
-fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .unwrap_or_default()
-        .into_iter()
+/// The `state` parameter of a query string. A token is base64url and dots,
+/// so it needs no decoding; a value with escapes in it is decoded as a form
+/// value would be.
+fn token_in_query(query: &str) -> Option<String> {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(QUERY_PARAM)?.strip_prefix('='))?;
+    if !value.contains(['%', '+']) {
+        return Some(value.to_owned());
+    }
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("{QUERY_PARAM}={value}"))
+        .ok()?
+        .pop()
+        .map(|(_, v)| v)
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for StateToken {
@@ -47,6 +53,20 @@ impl<S: Send + Sync> FromRequestParts<S> for StateToken {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(StateToken::from_parts(parts))
+    }
+}
+
+/// A query string that displays with every token redacted (see
+/// [`redact_query`]), for log fields: the redaction runs only when the
+/// field is written, not on every request whose log line is filtered out.
+pub struct Redacted<'a>(pub Option<&'a str>);
+
+impl std::fmt::Display for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(query) => f.write_str(&redact_query(query)),
+            None => Ok(()),
+        }
     }
 }
 
@@ -75,6 +95,11 @@ mod tests {
             "state=REDACTED&after=5"
         );
         assert_eq!(redact_query("after=5"), "after=5");
+        assert_eq!(
+            Redacted(Some("state=eyJ.x.y&token=t")).to_string(),
+            "state=REDACTED&token=REDACTED"
+        );
+        assert_eq!(Redacted(None).to_string(), "");
     }
 
     #[test]
@@ -86,5 +111,16 @@ mod tests {
             .unwrap();
         let (parts, _) = req.into_parts();
         assert_eq!(StateToken::from_parts(&parts).0, "from-header");
+    }
+
+    #[test]
+    fn the_query_parameter_is_found_among_others_and_decoded_if_escaped() {
+        assert_eq!(
+            token_in_query("a=1&state=x.y.z&b=2").as_deref(),
+            Some("x.y.z")
+        );
+        assert_eq!(token_in_query("states=1&state=t").as_deref(), Some("t"));
+        assert_eq!(token_in_query("state=a%2Eb+c").as_deref(), Some("a.b c"));
+        assert_eq!(token_in_query("after=5"), None);
     }
 }

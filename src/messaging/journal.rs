@@ -18,9 +18,18 @@ use crate::store::{JournalEntry, Store};
 /// How many records the channel holds before new ones are dropped.
 const CAPACITY: usize = 65_536;
 /// The largest batch written in one transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 2048;
 /// How long the batcher waits to fill a batch.
-const LINGER: Duration = Duration::from_millis(20);
+///
+/// Most of a record's cost is its batch's, not its own: a commit rewrites
+/// every index page the batch touched (the index orders entries by
+/// conversation, so each conversation in flight is a page of its own), so
+/// the fewer commits, the cheaper each record. On SQLite, measured here,
+/// a record costs about 16 µs of CPU in batches of 50, 11 µs in batches of
+/// 100 and 7 µs in batches of 500 (20 ms at 4 000 turns/s made batches of
+/// about 80). The price is a longer window a crash can lose, which the
+/// chain digest reveals; readers of a journal flush the batcher first.
+const LINGER: Duration = Duration::from_millis(100);
 
 enum Command {
     Record(Box<JournalEntry>),

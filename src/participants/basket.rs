@@ -7,19 +7,26 @@
 //! `checkout` is the first In-Out exchange of the checkout's turn taking: a
 //! query-result request to pricing, whose priced basket (and pricing's own
 //! token, which passes control to pricing) becomes the client's response.
+//!
+//! Its stateful twin (`--basket-state store`, see [`kept`]) keeps the lines
+//! in the store instead, so the two can be compared step for step; the
+//! representation is the same in both.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::menu::{ITEMS, item_by_sku};
+pub mod kept;
+mod lines;
+
+pub use self::lines::{AddItem, BasketState, Line, MAX_QUANTITY, RemoveItem, steps_of};
+use super::menu::ITEMS;
 use crate::app::{App, AppState};
 use crate::conversation::token::Minted;
-use crate::conversation::{Claims, Expect, Next, Pattern, StateToken};
-use crate::fault::{Problem, types};
+use crate::conversation::{Claims, Expect, Next, StateToken};
+use crate::fault::Problem;
 use crate::hypermedia::{Hal, Input, Property, Resource};
 use crate::participant::Participant::{self, Basket, Pricing};
 
@@ -30,121 +37,6 @@ pub const REMOVE_ITEM: &str = "remove-item";
 pub const CHECKOUT: &str = "checkout";
 pub const CANCEL: &str = "cancel";
 
-/// The largest quantity of one item a basket holds.
-pub const MAX_QUANTITY: i64 = 99;
-
-/// The basket: the token's domain state while the basket is open.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct BasketState {
-    pub items: Vec<Line>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Line {
-    pub sku: String,
-    pub qty: i64,
-}
-
-/// The input of `add-item`.
-#[derive(Debug, Deserialize)]
-pub struct AddItem {
-    pub sku: String,
-    #[serde(default = "one")]
-    pub quantity: i64,
-}
-
-/// The input of `remove-item`: without a quantity the whole line goes.
-#[derive(Debug, Deserialize)]
-pub struct RemoveItem {
-    pub sku: String,
-    pub quantity: Option<i64>,
-}
-
-fn one() -> i64 {
-    1
-}
-
-impl BasketState {
-    fn from_claims(claims: &Claims) -> Result<Self, Problem> {
-        serde_json::from_value(claims.st.clone())
-            .map_err(|e| Problem::internal(format!("basket state: {e}")))
-    }
-
-    /// The steps an open basket allows.
-    pub fn steps(&self) -> &'static [&'static str] {
-        if self.items.is_empty() {
-            &[VIEW, ADD_ITEM, CANCEL]
-        } else {
-            &[VIEW, ADD_ITEM, REMOVE_ITEM, CHECKOUT, CANCEL]
-        }
-    }
-
-    fn add(&mut self, sku: &str, quantity: i64) -> Result<(), Problem> {
-        check_quantity(quantity)?;
-        if item_by_sku(sku).is_none() {
-            return Err(Problem::new(
-                types::UNKNOWN_SKU,
-                format!("`{sku}` is not on the menu."),
-            ));
-        }
-        match self.items.iter_mut().find(|l| l.sku == sku) {
-            Some(line) if line.qty + quantity > MAX_QUANTITY => Err(Problem::new(
-                types::INVALID_QUANTITY,
-                format!(
-                    "The basket would hold {} of `{sku}`; at most {MAX_QUANTITY} are allowed.",
-                    line.qty + quantity
-                ),
-            )),
-            Some(line) => {
-                line.qty += quantity;
-                Ok(())
-            }
-            None => {
-                self.items.push(Line {
-                    sku: sku.to_owned(),
-                    qty: quantity,
-                });
-                Ok(())
-            }
-        }
-    }
-
-    fn remove(&mut self, sku: &str, quantity: Option<i64>) -> Result<(), Problem> {
-        if let Some(q) = quantity {
-            check_quantity(q)?;
-        }
-        let Some(index) = self.items.iter().position(|l| l.sku == sku) else {
-            return Err(Problem::new(
-                types::NOT_IN_BASKET,
-                format!("`{sku}` is not in the basket."),
-            ));
-        };
-        match quantity {
-            Some(q) if q < self.items[index].qty => self.items[index].qty -= q,
-            _ => {
-                self.items.remove(index);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The steps an open basket allows.
-pub fn steps_of(basket: &BasketState) -> &'static [&'static str] {
-    basket.steps()
-}
-
-fn check_quantity(quantity: i64) -> Result<(), Problem> {
-    if (1..=MAX_QUANTITY).contains(&quantity) {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            types::INVALID_QUANTITY,
-            format!("The quantity must be between 1 and {MAX_QUANTITY}; {quantity} was given."),
-        ))
-    }
-}
-
 /// The representation of an open basket, its links carrying `minted.token`.
 pub fn render(app: &App, minted: &Minted, basket: &BasketState) -> Resource {
     let token = &minted.token;
@@ -154,7 +46,7 @@ pub fn render(app: &App, minted: &Minted, basket: &BasketState) -> Resource {
         .field("status", "open")
         .field("conversation", minted.claims.cid)
         .field("turn", minted.claims.seq)
-        .field("state", &minted.claims.st)
+        .field("state", basket)
         .link("self", step("/checkouts/view"))
         .action(
             ADD_ITEM,
@@ -171,10 +63,7 @@ pub fn render(app: &App, minted: &Minted, basket: &BasketState) -> Resource {
             ],
         );
     if !basket.items.is_empty() {
-        let in_basket = basket
-            .items
-            .iter()
-            .map(|l| (l.sku.as_str(), l.sku.as_str()));
+        let in_basket = basket.items.iter().map(|l| (l.sku.clone(), l.sku.clone()));
         resource = resource
             .action(
                 REMOVE_ITEM,
@@ -205,11 +94,6 @@ pub fn render(app: &App, minted: &Minted, basket: &BasketState) -> Resource {
         .link("menu", app.href(Participant::Stores, "/menu"))
 }
 
-fn mint_basket(app: &App, next: Next, basket: &BasketState) -> Result<Minted, Problem> {
-    let st = serde_json::to_value(basket).map_err(Problem::internal)?;
-    app.mint(Basket, next.to(&[Basket]).allow(basket.steps()).state(st))
-}
-
 /// `POST /basket/checkouts` (`start-checkout`): an empty basket, in a new conversation.
 #[utoipa::path(
     post, path = "/checkouts", tag = "basket", operation_id = "start_checkout",
@@ -221,7 +105,7 @@ fn mint_basket(app: &App, next: Next, basket: &BasketState) -> Result<Minted, Pr
 )]
 pub async fn start_checkout(State(app): State<AppState>) -> Result<Response, Problem> {
     let basket = BasketState::default();
-    let minted = mint_basket(&app, Next::start(Pattern::TurnTaking, START), &basket)?;
+    let minted = kept::start(&app, &basket).await?;
     let resource = render(&app, &minted, &basket);
     let location = app.step_href(Basket, "/checkouts/view", &minted.token);
     Ok((
@@ -231,23 +115,32 @@ pub async fn start_checkout(State(app): State<AppState>) -> Result<Response, Pro
         .into_response())
 }
 
-/// `GET /basket/checkouts/view`: the basket as the token holds it (no new signature).
+/// `GET /basket/checkouts/view`: the basket as the token holds it (no new
+/// signature), or as the store keeps it (a new token if the basket changed
+/// since this one was minted).
 #[utoipa::path(
     get, path = "/checkouts/view", tag = "basket", operation_id = "view_basket",
-    summary = "The basket as its token holds it",
+    summary = "The basket as its token holds it (or, with --basket-state store, as the store keeps it)",
     security(("state_query" = []), ("state_header" = [])),
     responses(
         (status = 200, description = "The basket", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 410, description = "The basket is no longer kept (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Basket, VIEW)).await?;
-    let basket = BasketState::from_claims(&claims)?;
-    let minted = Minted {
-        token: token.0,
-        claims,
+    let (basket, kept) = kept::load(&app, &claims)
+        .await
+        .map_err(|p| repair_links(&app, p, &claims, &token))?;
+    let minted = if kept.is_stale() {
+        kept::refresh(&app, &claims, VIEW, &basket, kept)?
+    } else {
+        Minted {
+            token: token.0,
+            claims,
+        }
     };
     Ok(Hal::ok(render(&app, &minted, &basket)))
 }
@@ -264,6 +157,8 @@ pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal,
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Unsupported media type", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Unknown sku or quantity out of range", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The basket changed since this link was issued (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 410, description = "The basket is no longer kept (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn add_item(
@@ -272,11 +167,12 @@ pub async fn add_item(
     Input(input): Input<AddItem>,
 ) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Basket, ADD_ITEM)).await?;
-    let mut basket = BasketState::from_claims(&claims)?;
-    basket
-        .add(&input.sku, input.quantity)
-        .map_err(|p| repair_links(&app, p, &claims, &token))?;
-    let minted = mint_basket(&app, Next::after(&claims, ADD_ITEM), &basket)?;
+    let repair = |p| repair_links(&app, p, &claims, &token);
+    let (mut basket, kept) = kept::load_current(&app, &claims).await.map_err(repair)?;
+    basket.add(&input.sku, input.quantity).map_err(repair)?;
+    let minted = kept::save(&app, &claims, ADD_ITEM, &basket, kept)
+        .await
+        .map_err(repair)?;
     Ok(Hal::ok(render(&app, &minted, &basket)))
 }
 
@@ -292,6 +188,8 @@ pub async fn add_item(
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 400, description = "Malformed body", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 415, description = "Unsupported media type", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "Not in the basket, or quantity out of range", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The basket changed since this link was issued (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 410, description = "The basket is no longer kept (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn remove_item(
@@ -302,11 +200,12 @@ pub async fn remove_item(
     let claims = app
         .verify(&token, Expect::step(Basket, REMOVE_ITEM))
         .await?;
-    let mut basket = BasketState::from_claims(&claims)?;
-    basket
-        .remove(&input.sku, input.quantity)
-        .map_err(|p| repair_links(&app, p, &claims, &token))?;
-    let minted = mint_basket(&app, Next::after(&claims, REMOVE_ITEM), &basket)?;
+    let repair = |p| repair_links(&app, p, &claims, &token);
+    let (mut basket, kept) = kept::load_current(&app, &claims).await.map_err(repair)?;
+    basket.remove(&input.sku, input.quantity).map_err(repair)?;
+    let minted = kept::save(&app, &claims, REMOVE_ITEM, &basket, kept)
+        .await
+        .map_err(repair)?;
     Ok(Hal::ok(render(&app, &minted, &basket)))
 }
 
@@ -319,17 +218,25 @@ pub async fn remove_item(
     responses(
         (status = 200, description = "The priced basket under pricing's token, with pay and cancel links", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 502, description = "Pricing could not be reached or refused", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The basket changed since this link was issued (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 410, description = "The basket is no longer kept (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 502, description = "Pricing could not be reached or refused", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 504, description = "Pricing did not answer in time", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn checkout(State(app): State<AppState>, token: StateToken) -> Result<Response, Problem> {
     let claims = app.verify(&token, Expect::step(Basket, CHECKOUT)).await?;
+    let (basket, _) = kept::load_current(&app, &claims)
+        .await
+        .map_err(|p| repair_links(&app, p, &claims, &token))?;
+    let st = serde_json::to_value(&basket).map_err(Problem::internal)?;
     let request = app.mint(
         Basket,
         Next::after(&claims, CHECKOUT)
             .to(&[Pricing])
-            .allow(&[super::pricing::PRICE]),
+            .allow(&[super::pricing::PRICE])
+            .state(st),
     )?;
     let reply = app
         .sender
@@ -387,50 +294,4 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_item))
         .routes(routes!(checkout))
         .routes(routes!(cancel))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn adding_merges_lines_and_caps_quantities() {
-        let mut basket = BasketState::default();
-        basket.add("margherita", 2).unwrap();
-        basket.add("margherita", 3).unwrap();
-        assert_eq!(
-            basket.items,
-            vec![Line {
-                sku: "margherita".into(),
-                qty: 5
-            }]
-        );
-        assert_eq!(
-            basket.add("margherita", 95).unwrap_err().kind(),
-            types::INVALID_QUANTITY
-        );
-        assert_eq!(
-            basket.add("margherita", 0).unwrap_err().kind(),
-            types::INVALID_QUANTITY
-        );
-        assert_eq!(
-            basket.add("caviar", 1).unwrap_err().kind(),
-            types::UNKNOWN_SKU
-        );
-    }
-
-    #[test]
-    fn removing_reduces_or_drops_a_line() {
-        let mut basket = BasketState::default();
-        basket.add("diavola", 3).unwrap();
-        basket.remove("diavola", Some(1)).unwrap();
-        assert_eq!(basket.items[0].qty, 2);
-        basket.remove("diavola", None).unwrap();
-        assert!(basket.items.is_empty());
-        assert_eq!(
-            basket.remove("diavola", None).unwrap_err().kind(),
-            types::NOT_IN_BASKET
-        );
-        assert_eq!(basket.steps(), &[VIEW, ADD_ITEM, CANCEL]);
-    }
 }

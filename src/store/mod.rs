@@ -5,7 +5,8 @@
 //! patterns need to survive a crash or to be shared between instances: the
 //! transactional [`inbox`] and [`outbox`], the [`journal`] every participant
 //! keeps, Out-Only [`subscriptions`] and the pull feed of [`events`],
-//! the stateful requestor's [`correlations`], the courier registry of
+//! the stateful requestor's [`correlations`] and the stateful basket's
+//! [`baskets`] (both off by default), the courier registry of
 //! solicit-response ([`couriers`]), [`idempotency`] records, and the two business
 //! tables whose changes are the "effect" of a durable step ([`orders`],
 //! [`payments`]). No SQL exists outside this module (STYLE habit 4).
@@ -77,6 +78,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Sqlite, SqliteConnection, SqlitePool}
 #[macro_use]
 mod macros;
 
+pub mod baskets;
 pub mod correlations;
 pub mod couriers;
 mod error;
@@ -96,6 +98,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use baskets::StoredBasket;
 pub use correlations::Correlation;
 pub use couriers::Courier;
 pub use error::{StoreError, UnknownVariant};

@@ -87,6 +87,9 @@ on_both_engines!(
     outbox_prunes_only_old_delivered_messages,
     concurrent_transactions_queue_for_the_writer,
     correlations_put_get_take_expire,
+    baskets_replace_only_the_version_they_read,
+    baskets_expire_and_are_purged,
+    baskets_racing_from_one_version_have_one_winner,
     couriers_upsert_keeps_created_at,
     idempotency_new_in_flight_done_mismatch,
     idempotency_expired_or_released_key_is_new,
@@ -852,6 +855,82 @@ async fn correlations_put_get_take_expire(store: Store) {
         Err(StoreError::NotFound)
     ));
     assert_eq!(store.correlations_purge_expired().await.unwrap(), 1);
+}
+
+async fn baskets_replace_only_the_version_they_read(store: Store) {
+    let cid = id();
+    let later = now_ms() + 60_000;
+    store
+        .basket_create(&cid, &json!({ "items": [] }), later)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .basket_create(&cid, &json!({ "items": [] }), later)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let one = json!({ "items": [{ "sku": "tiramisu", "qty": 1 }] });
+    assert_eq!(store.basket_replace(&cid, 0, &one, later).await.unwrap(), 1);
+    let stale = store
+        .basket_replace(&cid, 0, &json!({ "items": [] }), later)
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    let kept = store.basket_get(&cid).await.unwrap();
+    assert_eq!((kept.version, kept.state), (1, one));
+    assert!(matches!(
+        store.basket_replace(&id(), 0, &json!({}), later).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn baskets_expire_and_are_purged(store: Store) {
+    let (live, expired) = (id(), id());
+    let state = json!({ "items": [] });
+    store
+        .basket_create(&live, &state, now_ms() + 60_000)
+        .await
+        .unwrap();
+    store
+        .basket_create(&expired, &state, now_ms() - 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.basket_get(&expired).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .basket_replace(&expired, 0, &state, now_ms() + 60_000)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(store.baskets_purge_expired().await.unwrap(), 1);
+    assert_eq!(store.basket_get(&live).await.unwrap().version, 0);
+}
+
+async fn baskets_racing_from_one_version_have_one_winner(store: Store) {
+    let cid = id();
+    let later = now_ms() + 60_000;
+    store
+        .basket_create(&cid, &json!({ "items": [] }), later)
+        .await
+        .unwrap();
+    let racers = (0..8).map(|n| {
+        let (store, cid) = (store.clone(), cid.clone());
+        tokio::spawn(async move {
+            let state = json!({ "items": [{ "sku": "margherita", "qty": n + 1 }] });
+            store.basket_replace(&cid, 0, &state, later).await
+        })
+    });
+    let results = futures::future::join_all(racers).await;
+    let won = results.iter().filter(|r| matches!(r, Ok(Ok(1)))).count();
+    let lost = results
+        .iter()
+        .filter(|r| matches!(r, Ok(Err(StoreError::Conflict))))
+        .count();
+    assert_eq!((won, lost), (1, 7), "{results:?}");
+    assert_eq!(store.basket_get(&cid).await.unwrap().version, 1);
 }
 
 async fn couriers_upsert_keeps_created_at(store: Store) {

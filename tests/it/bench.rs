@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use conversant::bench::{self, Host, Options, Stop};
-use conversant::config::RequestorState;
+use conversant::config::{BasketStorage, RequestorState};
 
 use crate::support::{Engine, scratch_database, spawn_app, spawn_with};
 
@@ -51,13 +51,29 @@ async fn checkout_completes_whole_conversations() {
 }
 
 #[tokio::test]
-async fn the_stateful_payment_turn_runs_in_both_requestor_modes() {
+async fn the_asynchronous_payment_turn_runs_in_both_requestor_modes() {
     for mode in [RequestorState::Store, RequestorState::Token] {
         let app = spawn_with(|c| c.requestor_state = mode).await;
-        let report = bench::turn_stateful(&briefly(&app.base)).await.unwrap();
+        let report = bench::pay_async(&briefly(&app.base)).await.unwrap();
         assert_eq!(report.errors, 0, "{mode:?}: {report}");
         assert_eq!(report.latency, report.steps["pay"], "latency is pay's");
     }
+}
+
+#[tokio::test]
+async fn turn_stateful_runs_against_a_basket_kept_in_the_store_only() {
+    let app = spawn_with(|c| c.basket_state = BasketStorage::Store).await;
+    let report = bench::turn_stateful(&briefly(&app.base)).await.unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.count > 0, "{report}");
+
+    let stateless = spawn_app().await;
+    let report = bench::turn_stateful(&briefly(&stateless.base))
+        .await
+        .unwrap();
+    assert_eq!(report.count, 0, "{report}");
+    let error = report.first_error.unwrap_or_default();
+    assert!(error.contains("--basket-state store"), "{error}");
 }
 
 #[tokio::test]

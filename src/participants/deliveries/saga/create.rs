@@ -142,8 +142,8 @@ fn location<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Location, D::E
 pub fn properties() -> Vec<Property> {
     let luigis = &menu::STORES[0];
     let place = |name: &str, prompt: &str, lat: f64, lon: f64| Property {
-        name: name.to_owned(),
-        prompt: Some(prompt.to_owned()),
+        name: name.to_owned().into(),
+        prompt: Some(prompt.to_owned().into()),
         required: true,
         kind: "text",
         value: Some(json!({ "lat": lat, "lon": lon })),

@@ -1,0 +1,12 @@
+-- conversant, PostgreSQL: the stateful basket (`--basket-state store`). The
+-- lines of each basket kept in the store live here, keyed by conversation id;
+-- its tokens carry only the version they were minted at, and every change is
+-- a compare-and-set on `version`, so a stale link cannot overwrite newer
+-- state. Rows expire with the last token that could use them; expired rows
+-- are purged by a scan now and then, so updates keep one index to write.
+CREATE TABLE basket_states (
+    conversation_id TEXT PRIMARY KEY,
+    version BIGINT NOT NULL,
+    state JSONB NOT NULL,
+    expires_at BIGINT NOT NULL
+);

@@ -75,6 +75,14 @@ pub async fn build_with_state(
         config.token_ttl,
         http.clone(),
     )?;
+    // The embedded database lives in the data directory, which EdDSA keys
+    // would create, but HS256 (no key files) would not.
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "creating the data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
     let store = Store::connect(&config.database())
         .await
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;

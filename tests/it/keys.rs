@@ -164,6 +164,9 @@ async fn a_retired_key_leaves_the_jwks() {
 /// started listening (the process is then killed).
 async fn serve_hs256(secret: &str) -> Result<String, (i32, String)> {
     let dir = tempfile::tempdir().unwrap();
+    // A data directory that does not exist yet: HS256 writes no key files,
+    // so the server itself must create it for its database.
+    let dir = dir.path().join("fresh");
     let mut child = conversant(&[
         "serve",
         "--signing",
@@ -171,7 +174,7 @@ async fn serve_hs256(secret: &str) -> Result<String, (i32, String)> {
         "--listen",
         "127.0.0.1:0",
         "--data-dir",
-        dir.path().to_str().unwrap(),
+        dir.to_str().unwrap(),
     ])
     .env("CONVERSANT_HS256_SECRET", secret)
     .stdout(Stdio::piped())
@@ -218,6 +221,46 @@ async fn serve_refuses_an_hs256_secret_of_31_bytes_with_a_clear_message() {
 async fn serve_accepts_an_hs256_secret_of_32_bytes() {
     let line = serve_hs256(&"s".repeat(32)).await.expect("it starts");
     assert!(line.contains("listening on http://127.0.0.1:"), "{line}");
+}
+
+#[tokio::test]
+async fn serve_with_hs256_creates_its_data_directory_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let mut child = conversant(&[
+        "serve",
+        "--signing",
+        "hs256",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ])
+    .env("CONVERSANT_HS256_SECRET", "s".repeat(32))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start conversant");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), stdout.next_line())
+        .await
+        .expect("it prints its address")
+        .unwrap()
+        .expect("a line");
+    let base = line.rsplit(' ').next().unwrap().to_owned();
+    let mut healthy = false;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!("{base}/health")).await
+            && r.status() == 200
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill().await;
+    assert!(healthy, "no answer from {base}/health");
+    assert!(data.join("conversant.db").exists());
 }
 
 fn hs256(secret: &[u8]) -> impl FnOnce(&mut conversant::config::Config) {

@@ -11,6 +11,11 @@
 //!
 //! - `commit` runs those transactions against a database no relay reads: the
 //!   engine's raw commit rate and commit latency.
+//!
+//! With `--subscribers N` each transaction is a publish to N subscribers: it
+//! enqueues one message per subscription, as a participant's notification
+//! does when N parties subscribe to its event. The rate still counts
+//! messages; `transactions_per_s` says how many commits carried them.
 //! - `relay-direct` runs them against the server's database, addressed to a
 //!   subscriber inside the bench (it answers 204 at once), and measures each
 //!   message from the end of its commit to its arrival. The throughput counts
@@ -69,13 +74,16 @@ pub async fn commit(
     options: &Options,
     database_url: &str,
     rate: Option<f64>,
+    subscribers: usize,
 ) -> anyhow::Result<Report> {
     let store = Store::connect(database_url).await?;
     let committer = Arc::new(Committer {
         engine: store.engine(),
         store,
         wake: Wake::Nobody,
-        subscription: "sub_none".to_owned(),
+        subscriptions: (0..subscribers.max(1))
+            .map(|k| format!("sub_none_{k}"))
+            .collect(),
         destination: "http://127.0.0.1:9/nobody".to_owned(),
     });
     let run = committer.clone().run(options, rate).await;
@@ -97,7 +105,9 @@ pub async fn commit(
         notes: Vec::new(),
     }
     .with("engine", engine_name(committer.engine))
-    .note("one transaction per message (begin, insert the outbox row, commit); latency: the transaction, begin to commit"))
+    .with("messages_per_transaction", committer.fan_out())
+    .with("transactions_per_s", round(run.transactions as f64 / window.max(1e-9)))
+    .note("one transaction per publish (begin, insert one outbox row per subscriber, commit); latency: the transaction, begin to commit"))
 }
 
 /// `relay-direct`: commits outbox messages into the server's database on
@@ -109,6 +119,7 @@ pub async fn relay_direct(
     host: Host,
     receiver: TcpListener,
     rate: Option<f64>,
+    subscribers: usize,
 ) -> anyhow::Result<Report> {
     let address = receiver.local_addr()?;
     let arrivals = Arc::new(Mutex::new(Arrivals::default()));
@@ -132,22 +143,27 @@ pub async fn relay_direct(
             (store, Wake::Peers(notifier))
         }
     };
-    let subscription = Subscription {
-        id: format!("sub_{}", uuid::Uuid::now_v7().simple()),
-        owner: PARTICIPANT.to_owned(),
-        callback_url: format!("http://{address}/hooks/bench"),
-        event_types: json!(["bench.message"]),
-        secret: webhooks::new_secret(),
-        active: true,
-        created_at: now_ms(),
-    };
-    store.subscription_create(&subscription).await?;
+    let callback_url = format!("http://{address}/hooks/bench");
+    let mut subscriptions = Vec::new();
+    for _ in 0..subscribers.max(1) {
+        let subscription = Subscription {
+            id: format!("sub_{}", uuid::Uuid::now_v7().simple()),
+            owner: PARTICIPANT.to_owned(),
+            callback_url: callback_url.clone(),
+            event_types: json!(["bench.message"]),
+            secret: webhooks::new_secret(),
+            active: true,
+            created_at: now_ms(),
+        };
+        store.subscription_create(&subscription).await?;
+        subscriptions.push(subscription.id);
+    }
     let committer = Arc::new(Committer {
         engine: store.engine(),
         store: store.clone(),
         wake,
-        subscription: subscription.id.clone(),
-        destination: subscription.callback_url.clone(),
+        subscriptions,
+        destination: callback_url,
     });
 
     let run = committer.clone().run(options, rate).await;
@@ -166,7 +182,9 @@ pub async fn relay_direct(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let _ = store.subscription_delete(&subscription.id).await;
+    for id in &committer.subscriptions {
+        let _ = store.subscription_delete(id).await;
+    }
     subscriber.abort();
     if let Some(hosted) = hosted {
         hosted.stop();
@@ -213,6 +231,9 @@ pub async fn relay_direct(
         Host::InProcess => "in-process",
         Host::External => "external",
     })
+    .with("messages_per_transaction", committer.fan_out())
+    .with("transactions_per_s", round(run.transactions as f64 / run.window().max(1e-9)))
+    .with("offered_rate", rate)
     .with("messages_committed", measured)
     .with("messages_delivered", delivered)
     .with("duplicates", arrivals.duplicates)
@@ -280,7 +301,8 @@ struct Committer {
     store: Store,
     engine: Engine,
     wake: Wake,
-    subscription: String,
+    /// One message per subscription in each transaction.
+    subscriptions: Vec<String>,
     destination: String,
 }
 
@@ -289,6 +311,8 @@ struct Run {
     /// (sequence number, end of its commit) of the messages committed after the warm-up.
     measured: Vec<(u64, Instant)>,
     committed_total: u64,
+    /// The transactions after the warm-up (each carries `fan_out` messages).
+    transactions: u64,
     commit_latency: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
@@ -310,7 +334,12 @@ impl Run {
 }
 
 impl Committer {
-    /// One message per transaction, `concurrency` committers, as `options` say.
+    /// Messages per transaction: one per subscription.
+    fn fan_out(&self) -> u64 {
+        self.subscriptions.len() as u64
+    }
+
+    /// `concurrency` committers, as `options` say; `rate` counts messages.
     async fn run(self: Arc<Self>, options: &Options, rate: Option<f64>) -> Run {
         let started = Instant::now();
         let (record_from, deadline, limit) = match options.stop {
@@ -323,9 +352,10 @@ impl Committer {
         };
         let workers = options.concurrency.max(1);
         // Paced: each committer takes every `workers`-th slot of the rate.
+        let fan_out = self.fan_out();
         let interval = rate
             .filter(|r| *r > 0.0)
-            .map(|r| Duration::from_secs_f64(workers as f64 / r));
+            .map(|r| Duration::from_secs_f64(workers as f64 * fan_out as f64 / r));
         let tickets = Arc::new(AtomicU64::new(0));
         let mut tasks = tokio::task::JoinSet::new();
         for worker in 0..workers {
@@ -352,12 +382,15 @@ impl Committer {
                     match committer.commit_one(seq).await {
                         Ok(()) => {
                             let done = Instant::now();
-                            tally.committed += 1;
+                            tally.committed += fan_out;
                             if now >= record_from {
                                 tally
                                     .latency
                                     .saturating_record((done - now).as_micros().max(1) as u64);
-                                tally.measured.push((seq, done));
+                                tally.transactions += 1;
+                                tally
+                                    .measured
+                                    .extend((0..fan_out).map(|k| (seq * fan_out + k, done)));
                             }
                         }
                         Err(e) => {
@@ -373,6 +406,7 @@ impl Committer {
         let mut run = Run {
             measured: Vec::new(),
             committed_total: 0,
+            transactions: 0,
             commit_latency: report::histogram(),
             errors: 0,
             first_error: None,
@@ -382,6 +416,7 @@ impl Committer {
         while let Some(done) = tasks.join_next().await {
             let tally = done.expect("a bench committer panicked");
             run.committed_total += tally.committed;
+            run.transactions += tally.transactions;
             run.errors += tally.errors;
             if run.first_error.is_none() {
                 run.first_error = tally.first_error;
@@ -395,11 +430,15 @@ impl Committer {
         run
     }
 
-    /// Commits message `seq` (one transaction), then wakes the relay.
+    /// Commits publish `seq` (one transaction, a message per subscription:
+    /// numbers `seq * fan_out` onwards), then wakes the relay.
     async fn commit_one(&self, seq: u64) -> anyhow::Result<()> {
-        let message = self.message(seq);
+        let fan_out = self.fan_out();
         let mut tx = self.store.begin().await?;
-        tx.outbox_enqueue(&message).await?;
+        for (k, subscription) in self.subscriptions.iter().enumerate() {
+            let message = self.message(seq * fan_out + k as u64, subscription);
+            tx.outbox_enqueue(&message).await?;
+        }
         tx.commit().await?;
         match &self.wake {
             Wake::Relay(relay) => relay.wake(),
@@ -409,8 +448,8 @@ impl Committer {
         Ok(())
     }
 
-    /// Message `seq`: a CloudEvent to the bench's subscription.
-    fn message(&self, seq: u64) -> NewOutboxMessage {
+    /// Message `seq`: a CloudEvent to one of the bench's subscriptions.
+    fn message(&self, seq: u64, subscription: &str) -> NewOutboxMessage {
         let id = uuid::Uuid::now_v7();
         let event_id = format!("evt_{}", id.simple());
         let time = std::time::SystemTime::now();
@@ -420,7 +459,7 @@ impl Committer {
             destination: self.destination.clone(),
             kind: KIND_WEBHOOK.to_owned(),
             headers: json!({
-                "subscription": self.subscription,
+                "subscription": subscription,
                 "webhook-id": event_id,
                 "content-type": "application/cloudevents+json",
             }),
@@ -439,6 +478,7 @@ impl Committer {
 /// One committer's counts, merged at the end.
 struct Tally {
     committed: u64,
+    transactions: u64,
     measured: Vec<(u64, Instant)>,
     latency: Histogram<u64>,
     errors: u64,
@@ -449,6 +489,7 @@ impl Tally {
     fn new() -> Self {
         Tally {
             committed: 0,
+            transactions: 0,
             measured: Vec::new(),
             latency: report::histogram(),
             errors: 0,

@@ -112,7 +112,9 @@ pub struct BenchArgs {
     /// with --callback-allow).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub receiver: SocketAddr,
-    /// relay: how many subscriptions the subscriber takes (deliveries per order).
+    /// relay: how many subscriptions the subscriber takes (deliveries per
+    /// order); commit, relay-direct: messages per transaction (a publish to
+    /// this many subscribers).
     #[arg(long, default_value_t = 1)]
     pub subscribers: usize,
     /// commit, relay-direct: the database the messages are committed to.
@@ -168,7 +170,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             let listener = tokio::net::TcpListener::bind(args.receiver).await?;
             relay(&options, listener, args.subscribers).await
         }
-        Scenario::Commit => commit(&options, args.database()?, args.rate).await,
+        Scenario::Commit => commit(&options, args.database()?, args.rate, args.subscribers).await,
         Scenario::RelayDirect => {
             let listener = tokio::net::TcpListener::bind(args.receiver).await?;
             let host = if args.in_process {
@@ -176,7 +178,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             } else {
                 Host::External
             };
-            relay_direct(&options, args.database()?, host, listener, args.rate).await
+            relay_direct(
+                &options,
+                args.database()?,
+                host,
+                listener,
+                args.rate,
+                args.subscribers,
+            )
+            .await
         }
         Scenario::OpenConversations => {
             let pid = args.server_pid.ok_or_else(|| {

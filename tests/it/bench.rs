@@ -96,10 +96,21 @@ async fn relay_delivers_every_webhook_to_the_bench_subscriber() {
 async fn commit_measures_the_raw_commit_rate_at_full_speed_and_paced() {
     let dir = tempfile::tempdir().unwrap();
     let url = scratch_database(dir.path()).await;
-    for rate in [None, Some(200.0)] {
-        let report = bench::commit(&briefly(""), &url, rate).await.unwrap();
+    for (rate, fan_out) in [(None, 1), (Some(200.0), 1), (None, 3)] {
+        let report = bench::commit(&briefly(""), &url, rate, fan_out)
+            .await
+            .unwrap();
         assert_eq!(report.errors, 0, "{report}");
         assert!(report.count > 0 && report.rate > 0.0, "{report}");
+        assert_eq!(
+            report.extra["messages_per_transaction"], fan_out,
+            "{report}"
+        );
+        assert_eq!(
+            report.count % fan_out as u64,
+            0,
+            "whole publishes: {report}"
+        );
         if rate.is_some() {
             assert!(report.rate < 300.0, "paced at 200/s: {report}");
         }
@@ -108,6 +119,7 @@ async fn commit_measures_the_raw_commit_rate_at_full_speed_and_paced() {
 
 /// On SQLite the bench hosts the server (one process per file); on
 /// PostgreSQL it commits into a running server's database from outside.
+/// Each transaction publishes to two subscribers: two messages per commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_direct_delivers_every_committed_message_once() {
     let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -115,17 +127,18 @@ async fn relay_direct_delivers_every_committed_message_once() {
     let report = match crate::ENGINE {
         Engine::Sqlite => {
             let url = scratch_database(dir.path()).await;
-            bench::relay_direct(&briefly(""), &url, Host::InProcess, receiver, None).await
+            bench::relay_direct(&briefly(""), &url, Host::InProcess, receiver, None, 2).await
         }
         Engine::Postgres => {
             let app = spawn_app().await;
             let url = app.database();
-            bench::relay_direct(&briefly(&app.base), &url, Host::External, receiver, None).await
+            bench::relay_direct(&briefly(&app.base), &url, Host::External, receiver, None, 2).await
         }
     }
     .unwrap();
     assert_eq!(report.errors, 0, "{report}");
     assert!(report.count > 0, "{report}");
+    assert_eq!(report.extra["messages_per_transaction"], 2, "{report}");
     assert_eq!(
         report.extra["messages_delivered"], report.extra["messages_committed"],
         "{report}"

@@ -2,13 +2,16 @@
 //!
 //! `run(config, listener, shutdown)` takes its listener, so tests bind port 0
 //! and start as many servers as they like in one process (mini-redis does the
-//! same). [`build`] composes: every hosted participant's router under its own
-//! prefix, the entry point and catalog, the JWKS, and the layers every request
-//! goes through — request id, tracing with tokens redacted, catch-panic, the
-//! timeout and the body-size limit — each failing with a problem document.
+//! same); it is [`Server::open`], which opens the store, then
+//! [`Server::serve`]. [`build`] composes: every hosted participant's router
+//! under its own prefix, the entry point and catalog, the JWKS, and the
+//! layers every request goes through — request id, tracing with tokens
+//! redacted, catch-panic, the timeout and the body-size limit — each failing
+//! with a problem document.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -166,22 +169,52 @@ pub async fn build_with_state(
     Ok((router, state))
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests.
+/// Opens the server on `listener`, then serves until `shutdown` completes
+/// ([`Server::open`], then [`Server::serve`]).
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
-    let app = build(config, public_url).await?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    Server::open(config, listener).await?.serve(shutdown).await
+}
+
+/// A server ready to serve: its store is open and migrated and its
+/// participants have started. Opening and serving are apart so that
+/// `conversant serve` announces its address only once it can answer, and
+/// a start that fails never announces it.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl Server {
+    /// Builds the application for `config` behind `listener`.
+    pub async fn open(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+        let address = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
+        let router = build(config, public_url).await?;
+        Ok(Server { listener, router })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Turns any error response that is not already a problem document (the

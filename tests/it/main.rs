@@ -14,6 +14,7 @@ mod repair;
 mod robust_out_only;
 mod routing_slip;
 mod saga;
+mod serve;
 mod snapshots;
 mod solicit;
 mod split;

@@ -29,6 +29,8 @@ mod robust_out_only;
 mod routing_slip;
 #[path = "../it/saga.rs"]
 mod saga;
+#[path = "../it/serve.rs"]
+mod serve;
 #[path = "../it/snapshots.rs"]
 mod snapshots;
 #[path = "../it/solicit.rs"]

@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, StatusCode, header};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -34,6 +35,7 @@ use crate::config::Config;
 use crate::conversation::continuation::{self, Redacted};
 use crate::conversation::token;
 use crate::fault::{self, PROBLEM_JSON};
+use crate::housekeeping;
 use crate::hypermedia;
 use crate::messaging::callbacks::CallbackPolicy;
 use crate::messaging::journal::Journal;
@@ -89,7 +91,9 @@ pub async fn build_with_state(
     let store = Store::connect(&config.database())
         .await
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+    let shutdown = CancellationToken::new();
     let journal = Journal::start(store.clone());
+    housekeeping::start(store.clone(), config.housekeeping_every, shutdown.clone());
     // The relay's own client: a keep-alive connection per delivery in flight.
     let relay_http = reqwest::Client::builder()
         .no_proxy()
@@ -128,6 +132,7 @@ pub async fn build_with_state(
         journal,
         relay,
         callbacks,
+        shutdown,
     }));
     participants::start(&state).await?;
     participants::deliveries::saga::start(&state);
@@ -186,6 +191,7 @@ pub async fn run(
 pub struct Server {
     listener: TcpListener,
     router: Router,
+    state: AppState,
 }
 
 impl Server {
@@ -196,8 +202,12 @@ impl Server {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{address}"));
-        let router = build(config, public_url).await?;
-        Ok(Server { listener, router })
+        let (router, state) = build_with_state(config, public_url).await?;
+        Ok(Server {
+            listener,
+            router,
+            state,
+        })
     }
 
     /// The address the server listens on.
@@ -205,14 +215,21 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// Serves until `shutdown` completes, then drains in-flight requests;
+    /// background work stops as soon as `shutdown` completes.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let stopping = self.state.shutdown.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stopping.cancel();
+            })
+            .await;
+        self.state.shutdown.cancel();
+        served?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ mod basket;
 mod bench;
 mod conversations;
 mod exchanges;
+mod housekeeping;
 mod instances;
 mod keys;
 mod openapi;

@@ -11,6 +11,8 @@ mod bench;
 mod conversations;
 #[path = "../it/exchanges.rs"]
 mod exchanges;
+#[path = "../it/housekeeping.rs"]
+mod housekeeping;
 #[path = "../it/instances.rs"]
 mod instances;
 #[path = "../it/keys.rs"]

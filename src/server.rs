@@ -109,6 +109,7 @@ pub async fn build_with_state(
             retention: config.outbox_retention,
             in_flight: config.relay_in_flight,
         },
+        shutdown.clone(),
     );
     let known: Vec<&str> = std::iter::once(public_url.as_str())
         .chain(config.peers.values().map(String::as_str))
@@ -215,8 +216,9 @@ impl Server {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests;
-    /// background work stops as soon as `shutdown` completes.
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// Background work stops as soon as `shutdown` completes: the relay
+    /// claims no more, and deliveries in flight get a short grace.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -230,6 +232,7 @@ impl Server {
             .await;
         self.state.shutdown.cancel();
         served?;
+        self.state.relay.stopped().await;
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ mod robust_out_only;
 mod routing_slip;
 mod saga;
 mod serve;
+mod shutdown;
 mod snapshots;
 mod solicit;
 mod split;

@@ -33,6 +33,8 @@ mod routing_slip;
 mod saga;
 #[path = "../it/serve.rs"]
 mod serve;
+#[path = "../it/shutdown.rs"]
+mod shutdown;
 #[path = "../it/snapshots.rs"]
 mod snapshots;
 #[path = "../it/solicit.rs"]

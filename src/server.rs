@@ -218,7 +218,9 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     /// Background work stops as soon as `shutdown` completes: the relay
-    /// claims no more, and deliveries in flight get a short grace.
+    /// claims no more (deliveries in flight get a short grace), and once
+    /// the relay has stopped the journal is flushed, so a clean exit loses
+    /// no record.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -233,6 +235,8 @@ impl Server {
         self.state.shutdown.cancel();
         served?;
         self.state.relay.stopped().await;
+        // Last: what the drained requests journaled is written before we return.
+        self.state.journal.flush().await;
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
 //! Graceful shutdown: the relay stops claiming even with a backlog (of
 //! messages to its own server, too), deliveries in flight get a short grace,
-//! and nothing is lost.
+//! nothing is lost, and the journal's last records are written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,5 +136,24 @@ async fn shutdown_stops_the_relay_with_a_backlog_and_loses_nothing() {
     assert_eq!(
         to_hole.pending, HOLE as i64,
         "abandoned, to be sent again: {to_hole:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_shutdown_writes_the_last_journal_records() {
+    let app = spawn_with(|_| {}).await;
+    let basket = app.post_empty("/basket/checkouts").await;
+    assert_eq!(basket.status, 201, "{:#}", basket.body);
+    let cid = basket.body["conversation"].as_str().unwrap().to_owned();
+    let database = app.database();
+    let _data = app.stop().await;
+    let store = Store::connect(&database).await.unwrap();
+    let journal = store
+        .journal_for_conversation("basket", &cid)
+        .await
+        .unwrap();
+    assert!(
+        !journal.is_empty(),
+        "the record of the first turn is in the journal"
     );
 }

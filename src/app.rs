@@ -7,6 +7,8 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::Config;
 use crate::conversation::token::{Jwks, Minted};
 use crate::conversation::{Claims, Expect, Minter, Next, StateToken, TrustStore};
@@ -45,6 +47,8 @@ pub struct App {
     pub journal: Journal,
     pub relay: Relay,
     pub callbacks: CallbackPolicy,
+    /// Cancelled when the server begins to shut down: background work stops.
+    pub shutdown: CancellationToken,
 }
 
 impl App {

@@ -174,6 +174,9 @@ pub struct Config {
     pub outbox_retention: Duration,
     /// How many outbox messages the relay works on at once.
     pub relay_in_flight: usize,
+    /// How often expired idempotency records, correlations and kept
+    /// baskets are deleted.
+    pub housekeeping_every: Duration,
     pub slow_card_delay: Duration,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl: Duration,
@@ -205,6 +208,7 @@ impl Config {
             relay_poll: Duration::from_millis(500),
             outbox_retention: Duration::from_secs(24 * 3600),
             relay_in_flight: 256,
+            housekeeping_every: Duration::from_secs(60),
             slow_card_delay: Duration::from_secs(7),
             idempotency_ttl: Duration::from_secs(86_400),
             chaos: ChaosConfig::default(),
@@ -276,6 +280,7 @@ impl Config {
             relay_poll: Duration::from_millis(500),
             outbox_retention: args.outbox_retention,
             relay_in_flight: args.relay_in_flight.max(1),
+            housekeeping_every: Duration::from_secs(60),
             slow_card_delay: Duration::from_millis(args.slow_card_ms),
             idempotency_ttl: Duration::from_secs(args.idempotency_ttl),
             chaos: ChaosConfig::parse(&args.chaos).map_err(|e| anyhow::anyhow!("--chaos: {e}"))?,

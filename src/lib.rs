@@ -28,6 +28,7 @@ pub mod conversation;
 pub mod crash;
 pub mod fault;
 pub mod flows;
+pub mod housekeeping;
 pub mod hypermedia;
 pub mod ids;
 pub mod messaging;

@@ -95,9 +95,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
-    let address = listener.local_addr()?;
-    println!("conversant listening on http://{address}");
-    conversant::server::run(config, listener, conversant::server::shutdown_signal()).await
+    // Announced once the store is open: tests and `bench/run` read this
+    // line to find the server, and wait for it before their first request.
+    let server = conversant::server::Server::open(config, listener).await?;
+    println!("conversant listening on http://{}", server.local_addr()?);
+    server.serve(conversant::server::shutdown_signal()).await
 }
 
 fn keys(command: KeysCommand) -> anyhow::Result<()> {

@@ -2,13 +2,16 @@
 //!
 //! `run(config, listener, shutdown)` takes its listener, so tests bind port 0
 //! and start as many servers as they like in one process (mini-redis does the
-//! same). [`build`] composes: every hosted participant's router under its own
-//! prefix, the entry point and catalog, the JWKS, and the layers every request
-//! goes through — request id, tracing with tokens redacted, catch-panic, the
-//! timeout and the body-size limit — each failing with a problem document.
+//! same); it is [`Server::open`], which opens the store, then
+//! [`Server::serve`]. [`build`] composes: every hosted participant's router
+//! under its own prefix, the entry point and catalog, the JWKS, and the
+//! layers every request goes through — request id, tracing with tokens
+//! redacted, catch-panic, the timeout and the body-size limit — each failing
+//! with a problem document.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -18,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, StatusCode, header};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -31,6 +35,7 @@ use crate::config::Config;
 use crate::conversation::continuation::{self, Redacted};
 use crate::conversation::token;
 use crate::fault::{self, PROBLEM_JSON};
+use crate::housekeeping;
 use crate::hypermedia;
 use crate::messaging::callbacks::CallbackPolicy;
 use crate::messaging::journal::Journal;
@@ -86,7 +91,9 @@ pub async fn build_with_state(
     let store = Store::connect(&config.database())
         .await
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+    let shutdown = CancellationToken::new();
     let journal = Journal::start(store.clone());
+    housekeeping::start(store.clone(), config.housekeeping_every, shutdown.clone());
     // The relay's own client: a keep-alive connection per delivery in flight.
     let relay_http = reqwest::Client::builder()
         .no_proxy()
@@ -102,6 +109,7 @@ pub async fn build_with_state(
             retention: config.outbox_retention,
             in_flight: config.relay_in_flight,
         },
+        shutdown.clone(),
     );
     let known: Vec<&str> = std::iter::once(public_url.as_str())
         .chain(config.peers.values().map(String::as_str))
@@ -125,6 +133,7 @@ pub async fn build_with_state(
         journal,
         relay,
         callbacks,
+        shutdown,
     }));
     participants::start(&state).await?;
     participants::deliveries::saga::start(&state);
@@ -166,22 +175,70 @@ pub async fn build_with_state(
     Ok((router, state))
 }
 
-/// Serves until `shutdown` completes, then drains in-flight requests.
+/// Opens the server on `listener`, then serves until `shutdown` completes
+/// ([`Server::open`], then [`Server::serve`]).
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let address = listener.local_addr()?;
-    let public_url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{address}"));
-    let app = build(config, public_url).await?;
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    Server::open(config, listener).await?.serve(shutdown).await
+}
+
+/// A server ready to serve: its store is open and migrated and its
+/// participants have started. Opening and serving are apart so that
+/// `conversant serve` announces its address only once it can answer, and
+/// a start that fails never announces it.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Server {
+    /// Builds the application for `config` behind `listener`.
+    pub async fn open(config: Config, listener: TcpListener) -> anyhow::Result<Server> {
+        let address = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{address}"));
+        let (router, state) = build_with_state(config, public_url).await?;
+        Ok(Server {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests.
+    /// Background work stops as soon as `shutdown` completes: the relay
+    /// claims no more (deliveries in flight get a short grace), and once
+    /// the relay has stopped the journal is flushed, so a clean exit loses
+    /// no record.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let stopping = self.state.shutdown.clone();
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stopping.cancel();
+            })
+            .await;
+        self.state.shutdown.cancel();
+        served?;
+        self.state.relay.stopped().await;
+        // Last: what the drained requests journaled is written before we return.
+        self.state.journal.flush().await;
+        Ok(())
+    }
 }
 
 /// Turns any error response that is not already a problem document (the

@@ -62,9 +62,6 @@ pub async fn start(app: &AppState) -> anyhow::Result<()> {
     if app.hosts(Participant::Search) {
         search::start(app.clone());
     }
-    if app.hosts(Participant::Basket) {
-        basket::kept::purge_expired(app.clone());
-    }
     couriers::register_on_start(app.clone());
     Ok(())
 }

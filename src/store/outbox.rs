@@ -117,7 +117,18 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox \
 impl Store {
     /// [`Tx::outbox_enqueue`] on its own, for messages that follow no local change.
     pub async fn outbox_enqueue(&self, message: &NewOutboxMessage) -> Result<(), StoreError> {
-        enqueue(self.writer().await?.as_conn(), message).await
+        enqueue(self.writer().await?.as_conn(), message, None).await
+    }
+
+    /// Writes a message that is a dead letter from the start, with `error`
+    /// as the reason: the No Fault rule keeping a failure with its provider.
+    /// It is never attempted, only listed, until someone redelivers it.
+    pub async fn outbox_enqueue_dead(
+        &self,
+        message: &NewOutboxMessage,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        enqueue(self.writer().await?.as_conn(), message, Some(error)).await
     }
 
     /// Leases up to `limit` due messages to the relay `owner` for `lease`, and
@@ -280,7 +291,7 @@ impl Store {
 impl Tx {
     /// Writes a message to be sent once this transaction commits; `Conflict` if its id exists.
     pub async fn outbox_enqueue(&mut self, message: &NewOutboxMessage) -> Result<(), StoreError> {
-        enqueue(self.conn(), message).await
+        enqueue(self.conn(), message, None).await
     }
 }
 
@@ -353,9 +364,19 @@ async fn mark_dead(conn: Conn<'_>, id: &str, error: &str) -> Result<(), StoreErr
 /// waiting for their next poll.
 pub const NOTIFY_CHANNEL: &str = "conversant_outbox";
 
-async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError> {
+/// Inserts a pending message, or with `dead` a dead letter for that reason.
+async fn enqueue(
+    conn: Conn<'_>,
+    m: &NewOutboxMessage,
+    dead: Option<&str>,
+) -> Result<(), StoreError> {
     const SQL: &str = "INSERT INTO outbox (id, participant, destination, kind, headers, body, \
-         next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+         next_attempt_at, created_at, status, last_error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)";
+    let status = match dead {
+        Some(_) => OutboxStatus::Dead,
+        None => OutboxStatus::Pending,
+    };
     on_conn!(conn, c => {
         sqlx::query(SQL)
             .bind(&m.id)
@@ -365,6 +386,8 @@ async fn enqueue(conn: Conn<'_>, m: &NewOutboxMessage) -> Result<(), StoreError>
             .bind(&m.headers)
             .bind(&m.body)
             .bind(now_ms())
+            .bind(status.as_str())
+            .bind(dead)
             .execute(&mut *c)
             .await?;
     });

@@ -83,6 +83,7 @@ on_both_engines!(
     outbox_claim_retry_dead_redeliver,
     outbox_concurrent_claimers_never_share_a_row,
     outbox_expired_lease_is_claimed_again,
+    outbox_enqueued_dead_is_listed_never_claimed,
     outbox_records_many_outcomes_in_one_write,
     outbox_prunes_only_old_delivered_messages,
     concurrent_transactions_queue_for_the_writer,
@@ -649,6 +650,36 @@ async fn outbox_concurrent_claimers_never_share_a_row(store: Store) {
         }
     }
     assert_eq!(seen.len(), MESSAGES);
+}
+
+async fn outbox_enqueued_dead_is_listed_never_claimed(store: Store) {
+    let dead = outbound("orders");
+    store
+        .outbox_enqueue_dead(&dead, "store-closed: no such store")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .outbox_claim_batch("relay-a", 10, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a dead letter is not due"
+    );
+    let letters = store.outbox_dead_letters("orders", 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].id, dead.id);
+    assert_eq!(letters[0].attempts, 0, "never attempted");
+    assert_eq!(
+        letters[0].last_error.as_deref(),
+        Some("store-closed: no such store")
+    );
+    store.outbox_redeliver(&dead.id).await.unwrap();
+    let claimed = store
+        .outbox_claim_batch("relay-a", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "redelivered, it is sent");
 }
 
 async fn outbox_expired_lease_is_claimed_again(store: Store) {

@@ -76,15 +76,24 @@ impl Service {
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
         }
-        let mut child = command.spawn().expect("the service starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(
-            line.contains("listening"),
-            "unexpected first line: {line:?}"
-        );
+        let child = loop {
+            let mut child = command.spawn().expect("the service starts");
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            if line.contains("listening") {
+                break child;
+            }
+            // Killed while starting: the address is announced once the
+            // store is open, and by then the relay may be working through
+            // what the last run left, past an armed crash point.
+            let status = child.wait().unwrap();
+            assert!(
+                line.is_empty() && !status.success(),
+                "unexpected first line: {line:?} ({status})"
+            );
+        };
         Service {
             child,
             base: format!("http://127.0.0.1:{port}"),

@@ -76,6 +76,7 @@ async fn no_fault_an_in_only_failure_stays_with_orders_as_a_dead_letter() {
             .unwrap()
             .starts_with("store-closed")
     );
+    assert_eq!(letter["attempts"], 0, "the relay never sent it");
     assert!(letter["_links"]["redeliver"]["href"].is_string());
     assert_eq!(
         app.get(&paid.link("order")).await.status,

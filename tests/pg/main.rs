@@ -11,6 +11,8 @@ mod bench;
 mod conversations;
 #[path = "../it/exchanges.rs"]
 mod exchanges;
+#[path = "../it/housekeeping.rs"]
+mod housekeeping;
 #[path = "../it/instances.rs"]
 mod instances;
 #[path = "../it/keys.rs"]
@@ -29,6 +31,10 @@ mod robust_out_only;
 mod routing_slip;
 #[path = "../it/saga.rs"]
 mod saga;
+#[path = "../it/serve.rs"]
+mod serve;
+#[path = "../it/shutdown.rs"]
+mod shutdown;
 #[path = "../it/snapshots.rs"]
 mod snapshots;
 #[path = "../it/solicit.rs"]

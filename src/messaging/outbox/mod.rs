@@ -33,6 +33,14 @@
 //! dead letter, listed with a `redeliver` link. Delivered messages are
 //! deleted after the retention (`--outbox-retention`) by a pruner beside the
 //! relay.
+//!
+//! # Shutdown
+//!
+//! When the server begins to shut down, the claimer stops claiming, so a
+//! backlog (even of messages to this very process) cannot keep it running.
+//! Deliveries in flight get [`GRACE`] to finish and have their outcomes
+//! recorded; one still running then is abandoned, exactly as a crash would
+//! leave it: leased, and sent again once its lease runs out.
 
 mod attempt;
 
@@ -40,6 +48,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::store::{Engine, OutboxMessage, OutboxOutcome, Store, now_ms};
 use attempt::{Subscriptions, Verdict, attempt, subscriptions_of};
@@ -110,11 +120,13 @@ pub struct RelaySettings {
     pub in_flight: usize,
 }
 
-/// The handle to wake the relay after a commit.
+/// The handle to wake the relay after a commit, and to wait for it to stop.
 #[derive(Clone)]
 pub struct Relay {
     notify: Arc<Notify>,
     peers: Notifier,
+    /// The claimer, the deliveries and the recorder.
+    tasks: TaskTracker,
 }
 
 /// Tells the relays of every instance sharing the database (PostgreSQL) that
@@ -166,30 +178,61 @@ const LEASE: Duration = Duration::from_secs(30);
 const RECORD_BATCH: usize = 1024;
 /// Rows one prune statement deletes: short write transactions on SQLite.
 const PRUNE_CHUNK: u32 = 1000;
+/// How long deliveries in flight may go on once shutdown begins.
+pub const GRACE: Duration = Duration::from_secs(2);
 
 impl Relay {
     /// Starts the relay (claimer, recorder, pruner, and on PostgreSQL the
-    /// listener) on the current runtime. `http` should keep `in_flight`
-    /// idle connections per host, so deliveries reuse them.
-    pub fn start(store: Store, http: reqwest::Client, settings: RelaySettings) -> Relay {
+    /// listener) on the current runtime, until `shutdown` is cancelled.
+    /// `http` should keep `in_flight` idle connections per host, so
+    /// deliveries reuse them.
+    pub fn start(
+        store: Store,
+        http: reqwest::Client,
+        settings: RelaySettings,
+        shutdown: CancellationToken,
+    ) -> Relay {
         let notify = Arc::new(Notify::new());
         let peers = Notifier::start(store.clone());
         let owner = format!("relay-{}", uuid::Uuid::now_v7());
         let (outcomes, recorded) = mpsc::unbounded_channel();
-        tokio::spawn(listen(store.clone(), notify.clone()));
-        tokio::spawn(record(store.clone(), recorded));
-        tokio::spawn(prune(store.clone(), settings.retention));
-        tokio::spawn(claim(
+        let tasks = TaskTracker::new();
+        tokio::spawn(
+            shutdown
+                .clone()
+                .run_until_cancelled_owned(listen(store.clone(), notify.clone())),
+        );
+        tokio::spawn(
+            shutdown
+                .clone()
+                .run_until_cancelled_owned(prune(store.clone(), settings.retention)),
+        );
+        tasks.spawn(record(store.clone(), recorded));
+        tasks.spawn(claim(
             Claimer {
                 store,
                 http,
                 settings,
                 owner,
                 outcomes,
+                shutdown,
+                tasks: tasks.clone(),
             },
             notify.clone(),
         ));
-        Relay { notify, peers }
+        Relay {
+            notify,
+            peers,
+            tasks,
+        }
+    }
+
+    /// Waits until the relay has stopped, once its `shutdown` is cancelled:
+    /// no more claims, and the deliveries in flight finished (or abandoned
+    /// after [`GRACE`]) with their outcomes recorded.
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Tells the relay there is something to send now, and the relays of
@@ -233,15 +276,24 @@ struct Claimer {
     settings: RelaySettings,
     owner: String,
     outcomes: mpsc::UnboundedSender<Recorded>,
+    shutdown: CancellationToken,
+    /// Where deliveries are spawned, for [`Relay::stopped`] to wait on.
+    tasks: TaskTracker,
 }
 
+/// Claims and starts deliveries until shutdown begins.
 async fn claim(claimer: Claimer, notify: Arc<Notify>) {
     let claimer = Arc::new(claimer);
     let budget = Arc::new(Semaphore::new(claimer.settings.in_flight.max(1)));
     loop {
         // At least one free permit, then every other one free right now.
-        let Ok(first) = budget.clone().acquire_owned().await else {
-            return;
+        let first = tokio::select! {
+            biased;
+            () = claimer.shutdown.cancelled() => return,
+            permit = budget.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
         };
         let mut permits = vec![first];
         while permits.len() < BATCH {
@@ -266,8 +318,10 @@ async fn claim(claimer: Claimer, notify: Arc<Notify>) {
         if !batch.is_empty() {
             let subscriptions = Arc::new(subscriptions_of(&claimer.store, &batch).await);
             for (message, permit) in batch.into_iter().zip(permits.drain(..)) {
-                let (claimer, subscriptions) = (claimer.clone(), subscriptions.clone());
-                tokio::spawn(async move { claimer.deliver(message, &subscriptions, permit).await });
+                let (relay, subscriptions) = (claimer.clone(), subscriptions.clone());
+                claimer.tasks.spawn(async move {
+                    relay.deliver(message, &subscriptions, permit).await;
+                });
             }
         }
         drop(permits);
@@ -275,6 +329,8 @@ async fn claim(claimer: Claimer, notify: Arc<Notify>) {
             // Nothing more is due: wait for a commit (a wake-up sent while
             // we claimed is kept by `Notify`, so none is lost) or the poll.
             tokio::select! {
+                biased;
+                () = claimer.shutdown.cancelled() => return,
                 () = notify.notified() => {},
                 () = tokio::time::sleep(claimer.settings.poll) => {},
             }
@@ -290,14 +346,20 @@ impl Claimer {
         permit: OwnedSemaphorePermit,
     ) {
         crate::crash::point("relay-mid-batch");
-        let verdict = attempt(
+        let attempt = attempt(
             &self.store,
             &self.http,
             self.settings.timeout,
             subscriptions,
             &message,
-        )
-        .await;
+        );
+        let verdict = tokio::select! {
+            verdict = attempt => verdict,
+            () = self.out_of_grace() => {
+                tracing::debug!(id = %message.id, "delivery abandoned at shutdown: sent again once its lease runs out");
+                return;
+            }
+        };
         let id = message.id;
         let outcome = match verdict {
             Verdict::Delivered => {
@@ -329,11 +391,18 @@ impl Claimer {
         // The recorder only stops when every sender is gone.
         let _ = self.outcomes.send(Recorded { outcome, permit });
     }
+
+    /// Completes [`GRACE`] after shutdown began.
+    async fn out_of_grace(&self) {
+        self.shutdown.cancelled().await;
+        tokio::time::sleep(GRACE).await;
+    }
 }
 
 /// Writes outcomes as they come, each write taking all that arrived while
-/// the previous one ran. A write that keeps failing is given up: its rows
-/// stay leased, and are sent again once the lease runs out.
+/// the previous one ran, until the claimer and every delivery are gone. A
+/// write that keeps failing is given up: its rows stay leased, and are sent
+/// again once the lease runs out.
 async fn record(store: Store, mut recorded: mpsc::UnboundedReceiver<Recorded>) {
     let mut batch: Vec<Recorded> = Vec::new();
     while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {

@@ -16,24 +16,20 @@
 //! `--basket-state` decides where a *new* basket is kept; afterwards each
 //! token says where its basket is (it is signed, so a client cannot move it),
 //! and baskets minted in the other mode, such as the catalog's examples, go
-//! on working.
-
-use std::time::Duration;
+//! on working. A kept basket expires with the last token that could use it;
+//! [`crate::housekeeping`] deletes it then.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{BasketState, START};
-use crate::app::{App, AppState};
+use crate::app::App;
 use crate::config::BasketStorage;
 use crate::conversation::token::Minted;
 use crate::conversation::{Claims, Next, Pattern};
 use crate::fault::{Problem, types};
 use crate::participant::Participant::Basket;
 use crate::store::{StoreError, now_ms};
-
-/// How often expired baskets are removed from the store.
-const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// Where the basket a token stands for is kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,23 +166,4 @@ fn gone_or_internal(e: StoreError) -> Problem {
         ),
         other => Problem::internal(other),
     }
-}
-
-/// Removes expired baskets from the store, every [`PURGE_EVERY`], while the
-/// server runs (only when baskets are kept there).
-pub fn purge_expired(app: AppState) {
-    if app.config.basket_state != BasketStorage::Store {
-        return;
-    }
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(PURGE_EVERY);
-        loop {
-            every.tick().await;
-            match app.store.baskets_purge_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(purged = n, "expired baskets removed"),
-                Err(e) => tracing::warn!(error = %e, "expired baskets not purged"),
-            }
-        }
-    });
 }

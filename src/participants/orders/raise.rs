@@ -217,7 +217,8 @@ fn fault_to(app: &App, headers: &HeaderMap) -> Result<Option<AsyncReply>, Proble
 }
 
 /// No Fault: the failure stays here, as a dead letter that can be redelivered
-/// to this very step once its cause is fixed. Nothing is claimed in the
+/// to this very step once its cause is fixed. It is written dead in one
+/// statement, so no relay can send it first. Nothing is claimed in the
 /// inbox, so the redelivery is processed afresh.
 async fn no_fault(
     app: &App,
@@ -225,23 +226,17 @@ async fn no_fault(
     token: &StateToken,
     problem: Problem,
 ) -> Result<Response, Problem> {
-    let id = uuid::Uuid::now_v7().to_string();
+    let message = NewOutboxMessage {
+        id: uuid::Uuid::now_v7().to_string(),
+        participant: Orders.as_str().to_owned(),
+        destination: app.href(Orders, "/orders"),
+        kind: KIND_IN_ONLY.to_owned(),
+        headers: json!({ crate::conversation::continuation::HEADER: token.0, "content-type": "application/json" }),
+        body: json!({}),
+    };
+    let error = format!("{}: {}", problem.kind().slug, problem.detail());
     app.store
-        .outbox_enqueue(&NewOutboxMessage {
-            id: id.clone(),
-            participant: Orders.as_str().to_owned(),
-            destination: app.href(Orders, "/orders"),
-            kind: KIND_IN_ONLY.to_owned(),
-            headers: json!({ crate::conversation::continuation::HEADER: token.0, "content-type": "application/json" }),
-            body: json!({}),
-        })
-        .await
-        .map_err(Problem::internal)?;
-    app.store
-        .outbox_mark_dead(
-            &id,
-            &format!("{}: {}", problem.kind().slug, problem.detail()),
-        )
+        .outbox_enqueue_dead(&message, &error)
         .await
         .map_err(Problem::internal)?;
     app.journal_note(

@@ -434,11 +434,12 @@ impl Committer {
     /// numbers `seq * fan_out` onwards), then wakes the relay.
     async fn commit_one(&self, seq: u64) -> anyhow::Result<()> {
         let fan_out = self.fan_out();
+        let messages: Vec<_> = (self.subscriptions.iter().enumerate())
+            .map(|(k, subscription)| self.message(seq * fan_out + k as u64, subscription))
+            .collect();
+        // As a participant's publish does (`Topic::publish`).
         let mut tx = self.store.begin().await?;
-        for (k, subscription) in self.subscriptions.iter().enumerate() {
-            let message = self.message(seq * fan_out + k as u64, subscription);
-            tx.outbox_enqueue(&message).await?;
-        }
+        tx.outbox_enqueue_all(&messages).await?;
         tx.commit().await?;
         match &self.wake {
             Wake::Relay(relay) => relay.wake(),

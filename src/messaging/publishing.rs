@@ -107,8 +107,9 @@ impl Topic {
             }
             headers
         };
-        for subscription in subscribers {
-            tx.outbox_enqueue(&NewOutboxMessage {
+        let deliveries: Vec<NewOutboxMessage> = subscribers
+            .iter()
+            .map(|subscription| NewOutboxMessage {
                 id: uuid::Uuid::now_v7().to_string(),
                 participant: self.publisher.as_str().to_owned(),
                 destination: subscription.callback_url.clone(),
@@ -116,10 +117,10 @@ impl Topic {
                 headers: headers(&subscription.id),
                 body: body.clone(),
             })
+            .collect();
+        tx.outbox_enqueue_all(&deliveries)
             .await
-            .map_err(Problem::internal)?;
-        }
-        Ok(())
+            .map_err(Problem::internal)
     }
 
     fn cloud_event(&self, app: &App, id: &str, event_type: &str, time: i64, data: &Value) -> Value {

@@ -84,6 +84,7 @@ on_both_engines!(
     outbox_concurrent_claimers_never_share_a_row,
     outbox_expired_lease_is_claimed_again,
     outbox_enqueued_dead_is_listed_never_claimed,
+    outbox_enqueues_a_publish_in_one_transaction,
     outbox_records_many_outcomes_in_one_write,
     outbox_prunes_only_old_delivered_messages,
     concurrent_transactions_queue_for_the_writer,
@@ -650,6 +651,41 @@ async fn outbox_concurrent_claimers_never_share_a_row(store: Store) {
         }
     }
     assert_eq!(seen.len(), MESSAGES);
+}
+
+/// A publish to many subscribers: every message is written, as it was
+/// given, across statements of at most 32 rows; and none if the
+/// transaction rolls back.
+async fn outbox_enqueues_a_publish_in_one_transaction(store: Store) {
+    let rolled_back: Vec<_> = (0..3).map(|_| outbound("orders")).collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.outbox_enqueue_all(&rolled_back).await.unwrap();
+    tx.rollback().await.unwrap();
+    let messages: Vec<_> = (0..70)
+        .map(|n| NewOutboxMessage {
+            destination: format!("http://127.0.0.1:9/hooks/{n}"),
+            headers: json!({ "subscription": format!("sub_{n}") }),
+            body: json!({ "n": n }),
+            ..outbound("orders")
+        })
+        .collect();
+    let mut tx = store.begin().await.unwrap();
+    tx.outbox_enqueue_all(&messages).await.unwrap();
+    tx.outbox_enqueue_all(&[]).await.unwrap();
+    tx.commit().await.unwrap();
+    let claimed = store
+        .outbox_claim_batch("relay", 200, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), messages.len());
+    for m in &messages {
+        let row = claimed.iter().find(|c| c.id == m.id).expect("written");
+        assert_eq!(
+            (&row.destination, &row.kind, &row.headers, &row.body),
+            (&m.destination, &m.kind, &m.headers, &m.body)
+        );
+        assert_eq!(row.status, OutboxStatus::Pending);
+    }
 }
 
 async fn outbox_enqueued_dead_is_listed_never_claimed(store: Store) {

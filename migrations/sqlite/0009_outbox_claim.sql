@@ -1,0 +1,5 @@
+-- conversant, SQLite: cheaper relay claims. The claim orders due messages by
+-- (next_attempt_at, id) and takes the first few: an index in that very order
+-- hands them over without a sort.
+CREATE INDEX outbox_due_in_order ON outbox (next_attempt_at, id) WHERE status = 'pending';
+DROP INDEX outbox_due;

@@ -10,12 +10,6 @@ use conversant::conversation::KeyRing;
 use conversant::participant::Participant;
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of the system allocator: a turn allocates many short
-/// strings (hrefs, tokens, HAL), and glibc's malloc and free were about a
-/// tenth of a turn's CPU in `perf`.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "conversant",

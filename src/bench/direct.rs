@@ -434,7 +434,10 @@ impl Committer {
     /// numbers `seq * fan_out` onwards), then wakes the relay.
     async fn commit_one(&self, seq: u64) -> anyhow::Result<()> {
         let fan_out = self.fan_out();
-        let messages: Vec<_> = (self.subscriptions.iter().enumerate())
+        let messages: Vec<_> = self
+            .subscriptions
+            .iter()
+            .enumerate()
             .map(|(k, subscription)| self.message(seq * fan_out + k as u64, subscription))
             .collect();
         // As a participant's publish does (`Topic::publish`).

@@ -310,16 +310,9 @@ impl Tx {
             // `$1` is the time; each row then binds its six columns.
             let rows: Vec<String> = (0..chunk.len())
                 .map(|row| {
-                    let p = |column: usize| format!("${}", 2 + row * 6 + column);
-                    format!(
-                        "({}, {}, {}, {}, {}, {}, $1, $1, 'pending')",
-                        p(0),
-                        p(1),
-                        p(2),
-                        p(3),
-                        p(4),
-                        p(5)
-                    )
+                    let columns: Vec<String> =
+                        (2..8).map(|c| format!("${}", row * 6 + c)).collect();
+                    format!("({}, $1, $1, 'pending')", columns.join(", "))
                 })
                 .collect();
             let sql = format!(

@@ -14,8 +14,13 @@
 //! so concurrent relays never pick the same row; on SQLite the single
 //! `UPDATE ... RETURNING` runs under the one write lock. Delivery is therefore
 //! at least once, which is why receivers keep an inbox. Outcomes are
-//! recorded many at a time ([`Store::outbox_record`]), and delivered rows are
-//! deleted after a retention ([`Store::outbox_prune_delivered`]).
+//! recorded many at a time ([`Store::outbox_record`]). A delivered message
+//! leaves the outbox: its row is deleted and a slim line (id, participant,
+//! kind, attempts, times) is written to `outbox_sent`, which is all the
+//! delivered counts need, until the retention prunes it
+//! ([`Store::outbox_prune_delivered`]). So the outbox holds only what is
+//! pending or dead, and a delivery costs a delete and a small insert rather
+//! than a new version of the whole row.
 
 use std::time::Duration;
 
@@ -28,8 +33,6 @@ text_enum! {
     pub enum OutboxStatus {
         /// Waiting for (another) delivery attempt.
         Pending = "pending",
-        /// Accepted by its destination.
-        Delivered = "delivered",
         /// Given up on; kept for inspection and redelivery.
         Dead = "dead",
     }
@@ -50,17 +53,21 @@ pub struct NewOutboxMessage {
     pub body: Value,
 }
 
-/// A message in the outbox with its delivery bookkeeping.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
+/// A message in the outbox (pending or dead) with its delivery bookkeeping.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct OutboxMessage {
     pub id: String,
     pub participant: String,
     pub destination: String,
     pub kind: String,
-    pub headers: Value,
-    pub body: Value,
+    /// HTTP headers to send, read from the JSON object they were written as.
+    #[sqlx(try_from = "String")]
+    pub headers: Headers,
+    /// The body to send, exactly as it was written (JSON text).
+    pub body: String,
     /// Delivery attempts started so far, counting the one a claim starts.
     pub attempts: i32,
+    /// When the message is due (again); for a leased one, when its lease ends.
     pub next_attempt_at: i64,
     pub status: OutboxStatus,
     /// The relay holding the lease, if any.
@@ -68,7 +75,32 @@ pub struct OutboxMessage {
     pub lease_until: Option<i64>,
     pub last_error: Option<String>,
     pub created_at: i64,
-    pub delivered_at: Option<i64>,
+}
+
+/// An outgoing message's headers: names and their (string) values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Headers(serde_json::Map<String, Value>);
+
+impl Headers {
+    /// The value of header `name`, if it is there and a string.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(Value::as_str)
+    }
+
+    /// Every header whose value is a string.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.as_str()?)))
+    }
+}
+
+impl TryFrom<String> for Headers {
+    type Error = serde_json::Error;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        serde_json::from_str(&text).map(Headers)
+    }
 }
 
 /// How many of a participant's messages are in each state.
@@ -98,21 +130,31 @@ pub enum OutboxOutcome {
     Dead { id: String, error: String },
 }
 
-/// Leases due rows. PostgreSQL skips rows another relay is leasing right now;
-/// SQLite needs no locking clause, its writers are serialised.
+/// Leases due rows. A lease moves the row's `next_attempt_at` to the lease's
+/// end: a leased row is simply not due, so the claim index (in due order)
+/// reaches the due rows without walking past every row in flight, and a
+/// relay that dies leaves its rows due again when their leases run out.
+/// PostgreSQL skips rows another relay is claiming right now; SQLite needs
+/// no locking clause, its writers are serialised.
 const CLAIM_SQLITE: &str = "UPDATE outbox \
-     SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+     SET lease_owner = $1, lease_until = $2, next_attempt_at = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
-     AND (lease_until IS NULL OR lease_until <= $3) ORDER BY next_attempt_at, id LIMIT $4) \
+     ORDER BY next_attempt_at, id LIMIT $4) \
      RETURNING id, participant, destination, kind, headers, body, attempts, next_attempt_at, \
-     status, lease_owner, lease_until, last_error, created_at, delivered_at";
-const CLAIM_POSTGRES: &str = "UPDATE outbox \
-     SET lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
-     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
-     AND (lease_until IS NULL OR lease_until <= $3) ORDER BY next_attempt_at, id LIMIT $4 \
-     FOR UPDATE SKIP LOCKED) \
-     RETURNING id, participant, destination, kind, headers, body, attempts, next_attempt_at, \
-     status, lease_owner, lease_until, last_error, created_at, delivered_at";
+     status, lease_owner, lease_until, last_error, created_at";
+/// On PostgreSQL the rows are chosen and locked once, in a materialised CTE,
+/// and the update joins them. Written as `WHERE id IN (SELECT ... FOR UPDATE
+/// SKIP LOCKED)`, the subquery is part of the update's own plan, which
+/// PostgreSQL may evaluate again when a row it meets was changed by another
+/// relay; with two relays under load such a claim was seen still running
+/// after two minutes, holding up the other relay's deletes.
+const CLAIM_POSTGRES: &str = "WITH due AS MATERIALIZED (SELECT id FROM outbox \
+     WHERE status = 'pending' AND next_attempt_at <= $3 \
+     ORDER BY next_attempt_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+     UPDATE outbox SET lease_owner = $1, lease_until = $2, next_attempt_at = $2, \
+     attempts = attempts + 1 FROM due WHERE outbox.id = due.id \
+     RETURNING outbox.id, participant, destination, kind, headers, body, attempts, next_attempt_at, \
+     status, lease_owner, lease_until, last_error, created_at";
 
 impl Store {
     /// [`Tx::outbox_enqueue`] on its own, for messages that follow no local change.
@@ -132,7 +174,8 @@ impl Store {
     }
 
     /// Leases up to `limit` due messages to the relay `owner` for `lease`, and
-    /// counts the attempt. Rows come back oldest due first.
+    /// counts the attempt. The oldest due are claimed first, and come back in
+    /// the order they were written.
     pub async fn outbox_claim_batch(
         &self,
         owner: &str,
@@ -155,7 +198,9 @@ impl Store {
                 .fetch_all(&mut *c)
                 .await?
         });
-        claimed.sort_by(|a, b| (a.next_attempt_at, &a.id).cmp(&(b.next_attempt_at, &b.id)));
+        // Every row of the batch now has the same lease: ids (UUIDv7) keep
+        // the order they were written in.
+        claimed.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(claimed)
     }
 
@@ -176,9 +221,11 @@ impl Store {
             })
             .collect();
         let now = now_ms();
-        if delivered.len() == outcomes.len() {
-            // The common case, one statement: no transaction around it.
-            return mark_delivered(self.writer().await?.as_conn(), now, &delivered).await;
+        if delivered.len() == outcomes.len() && self.engine() == Engine::Postgres {
+            // The common case, one statement on PostgreSQL: no transaction around it.
+            return mark_delivered(self.writer().await?.as_conn(), now, &delivered)
+                .await
+                .map(drop);
         }
         let mut tx = self.begin().await?;
         if !delivered.is_empty() {
@@ -200,13 +247,23 @@ impl Store {
         tx.commit().await
     }
 
-    /// Deletes delivered messages delivered before `before` (unix ms), at
-    /// most `limit` of them; returns how many. Pending and dead messages stay.
+    /// Forgets messages delivered before `before` (unix ms), at most `limit`
+    /// of them; returns how many. Pending and dead messages stay.
     pub async fn outbox_prune_delivered(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
-        const SQL: &str = "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
-             WHERE status = 'delivered' AND delivered_at < $1 LIMIT $2)";
-        Ok(on_conn!(self.writer().await?.as_conn(), c => {
-            sqlx::query(SQL)
+        // `outbox_sent` has no key of its own: each engine's row address
+        // bounds the delete.
+        const PRUNE_SQLITE: &str = "DELETE FROM outbox_sent WHERE rowid IN \
+             (SELECT rowid FROM outbox_sent WHERE delivered_at < $1 LIMIT $2)";
+        const PRUNE_POSTGRES: &str = "DELETE FROM outbox_sent WHERE ctid IN \
+             (SELECT ctid FROM outbox_sent WHERE delivered_at < $1 LIMIT $2)";
+        let mut pooled = self.writer().await?;
+        let conn = pooled.as_conn();
+        let sql = match conn.engine() {
+            Engine::Sqlite => PRUNE_SQLITE,
+            Engine::Postgres => PRUNE_POSTGRES,
+        };
+        Ok(on_conn!(conn, c => {
+            sqlx::query(sql)
                 .bind(before)
                 .bind(i64::from(limit))
                 .execute(&mut *c)
@@ -215,14 +272,13 @@ impl Store {
         }))
     }
 
-    /// Records a successful delivery.
+    /// Records a successful delivery; `NotFound` unless the message is in
+    /// the outbox (pending or dead).
     pub async fn outbox_mark_delivered(&self, id: &str) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE outbox SET status = 'delivered', delivered_at = $2, \
-             lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $1";
-        let done = on_conn!(self.writer().await?.as_conn(), c => {
-            sqlx::query(SQL).bind(id).bind(now_ms()).execute(&mut *c).await?.rows_affected()
-        });
-        super::one_row(done)
+        let mut tx = self.begin().await?;
+        let moved = mark_delivered(tx.conn(), now_ms(), &[id]).await?;
+        super::one_row(moved)?;
+        tx.commit().await
     }
 
     /// Records a failed attempt and when to try again (`next_attempt_at`, unix ms).
@@ -250,14 +306,21 @@ impl Store {
         super::one_row(done)
     }
 
-    /// How many of `participant`'s messages are pending, delivered and dead.
+    /// How many of `participant`'s messages are pending, delivered (within
+    /// the retention) and dead.
     pub async fn outbox_counts(&self, participant: &str) -> Result<OutboxCounts, StoreError> {
-        const SQL: &str = "SELECT status, last_error IS NOT NULL AS failed, COUNT(*) \
+        const WAITING: &str = "SELECT status, last_error IS NOT NULL AS failed, COUNT(*) \
              FROM outbox WHERE participant = $1 GROUP BY status, last_error IS NOT NULL";
-        let rows: Vec<(OutboxStatus, bool, i64)> = on_conn!(self.reader().await?.as_conn(), c => {
-            sqlx::query_as(SQL).bind(participant).fetch_all(&mut *c).await?
+        const SENT: &str = "SELECT COUNT(*) FROM outbox_sent WHERE participant = $1";
+        let (rows, delivered): (Vec<(OutboxStatus, bool, i64)>, i64) = on_conn!(self.reader().await?.as_conn(), c => {
+            let rows = sqlx::query_as(WAITING).bind(participant).fetch_all(&mut *c).await?;
+            let sent = sqlx::query_scalar(SENT).bind(participant).fetch_one(&mut *c).await?;
+            (rows, sent)
         });
-        let mut counts = OutboxCounts::default();
+        let mut counts = OutboxCounts {
+            delivered,
+            ..OutboxCounts::default()
+        };
         for (status, failed, n) in rows {
             match status {
                 OutboxStatus::Pending => {
@@ -266,7 +329,6 @@ impl Store {
                         counts.retrying += n;
                     }
                 }
-                OutboxStatus::Delivered => counts.delivered += n,
                 OutboxStatus::Dead => counts.dead += n,
             }
         }
@@ -280,7 +342,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<OutboxMessage>, StoreError> {
         const SQL: &str = "SELECT id, participant, destination, kind, headers, body, attempts, \
-             next_attempt_at, status, lease_owner, lease_until, last_error, created_at, delivered_at \
+             next_attempt_at, status, lease_owner, lease_until, last_error, created_at \
              FROM outbox WHERE participant = $1 AND status = 'dead' ORDER BY created_at, id LIMIT $2";
         Ok(on_conn!(self.reader().await?.as_conn(), c => {
             sqlx::query_as(SQL).bind(participant).bind(i64::from(limit)).fetch_all(&mut *c).await?
@@ -329,8 +391,8 @@ impl Tx {
                         .bind(&m.participant)
                         .bind(&m.destination)
                         .bind(&m.kind)
-                        .bind(&m.headers)
-                        .bind(&m.body);
+                        .bind(m.headers.to_string())
+                        .bind(m.body.to_string());
                 }
                 query.execute(&mut *c).await?;
             });
@@ -344,32 +406,41 @@ impl Tx {
 /// their number stays small.
 const ENQUEUE_CHUNK: usize = 32;
 
-async fn mark_delivered(conn: Conn<'_>, now: i64, ids: &[&str]) -> Result<(), StoreError> {
-    const DELIVERED_SQLITE: &str = "UPDATE outbox SET status = 'delivered', \
-         delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
+/// Moves the delivered messages `ids` out of the outbox into `outbox_sent`;
+/// returns how many were there. On SQLite it is two statements, so the
+/// caller runs it in a transaction; PostgreSQL does it in one.
+async fn mark_delivered(conn: Conn<'_>, now: i64, ids: &[&str]) -> Result<u64, StoreError> {
+    const SENT_SQLITE: &str = "INSERT INTO outbox_sent \
+         (id, participant, kind, attempts, created_at, delivered_at) \
+         SELECT id, participant, kind, attempts, created_at, $1 FROM outbox \
          WHERE id IN (SELECT value FROM json_each($2))";
-    const DELIVERED_POSTGRES: &str = "UPDATE outbox SET status = 'delivered', \
-         delivered_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL \
-         WHERE id = ANY($2)";
-    match conn {
+    const GONE_SQLITE: &str = "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each($1))";
+    const MOVE_POSTGRES: &str = "WITH gone AS (DELETE FROM outbox WHERE id = ANY($2) \
+         RETURNING id, participant, kind, attempts, created_at) \
+         INSERT INTO outbox_sent (id, participant, kind, attempts, created_at, delivered_at) \
+         SELECT id, participant, kind, attempts, created_at, $1 FROM gone";
+    Ok(match conn {
         Conn::Sqlite(c) => {
             // A JSON array of the ids, which `json_each` unpacks.
             let ids = serde_json::Value::from(ids.to_vec()).to_string();
-            sqlx::query(DELIVERED_SQLITE)
+            sqlx::query(SENT_SQLITE)
                 .bind(now)
-                .bind(ids)
+                .bind(&ids)
                 .execute(&mut *c)
                 .await?;
-        }
-        Conn::Postgres(c) => {
-            sqlx::query(DELIVERED_POSTGRES)
-                .bind(now)
-                .bind(ids)
+            sqlx::query(GONE_SQLITE)
+                .bind(&ids)
                 .execute(&mut *c)
-                .await?;
+                .await?
+                .rows_affected()
         }
-    }
-    Ok(())
+        Conn::Postgres(c) => sqlx::query(MOVE_POSTGRES)
+            .bind(now)
+            .bind(ids)
+            .execute(&mut *c)
+            .await?
+            .rows_affected(),
+    })
 }
 
 fn skip_missing(result: Result<(), StoreError>) -> Result<(), StoreError> {
@@ -432,8 +503,8 @@ async fn enqueue(
             .bind(&m.participant)
             .bind(&m.destination)
             .bind(&m.kind)
-            .bind(&m.headers)
-            .bind(&m.body)
+            .bind(m.headers.to_string())
+            .bind(m.body.to_string())
             .bind(now_ms())
             .bind(status.as_str())
             .bind(dead)

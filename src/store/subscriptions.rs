@@ -41,6 +41,31 @@ impl Store {
         }))
     }
 
+    /// The subscriptions among `ids` that exist, in no particular order: a
+    /// relay reads those of a whole batch of webhooks with one query.
+    pub async fn subscriptions_get(&self, ids: &[&str]) -> Result<Vec<Subscription>, StoreError> {
+        const SQLITE: &str = "SELECT id, owner, callback_url, event_types, secret, active, created_at \
+             FROM subscriptions WHERE id IN (SELECT value FROM json_each($1))";
+        const POSTGRES: &str = "SELECT id, owner, callback_url, event_types, secret, active, created_at \
+             FROM subscriptions WHERE id = ANY($1)";
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(match self.reader().await?.as_conn() {
+            Conn::Sqlite(c) => {
+                // A JSON array of the ids, which `json_each` unpacks.
+                let ids = Value::from(ids.to_vec()).to_string();
+                sqlx::query_as(SQLITE).bind(ids).fetch_all(&mut *c).await?
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_as(POSTGRES)
+                    .bind(ids)
+                    .fetch_all(&mut *c)
+                    .await?
+            }
+        })
+    }
+
     /// Removes a subscription; `NotFound` if there was none.
     pub async fn subscription_delete(&self, id: &str) -> Result<(), StoreError> {
         delete(self.writer().await?.as_conn(), id).await

@@ -406,11 +406,12 @@ async fn crash_and_recover(database_url: Option<String>) {
     );
 }
 
-/// Counts, straight from the database: orders' outbox notifications, captured
+/// Counts, straight from the database: orders' outbox notifications (still
+/// in the outbox, or delivered and moved to `outbox_sent`), captured
 /// payments, and conversations with more than one capture.
 async fn count_effects(service: &Service) -> (i64, i64, i64) {
-    const OUTBOX: &str =
-        "SELECT COUNT(*) FROM outbox WHERE participant = 'orders' AND kind = 'webhook'";
+    const OUTBOX: &str = "SELECT (SELECT COUNT(*) FROM outbox WHERE participant = 'orders' AND kind = 'webhook') \
+         + (SELECT COUNT(*) FROM outbox_sent WHERE participant = 'orders' AND kind = 'webhook')";
     const CAPTURED: &str = "SELECT COUNT(*) FROM payments WHERE status = 'captured'";
     const TWICE: &str = "SELECT COUNT(*) FROM (SELECT conversation_id FROM payments WHERE status = 'captured' \
          GROUP BY conversation_id HAVING COUNT(*) > 1) AS twice";

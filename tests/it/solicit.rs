@@ -103,7 +103,8 @@ async fn a_solicitation_where_some_couriers_decline_and_one_answers_after_the_de
             .find(|m| m.destination.contains(&solicitation))
     })
     .await;
-    assert_eq!(dead.body["courier_id"], "dario");
+    let body: serde_json::Value = serde_json::from_str(&dead.body).unwrap();
+    assert_eq!(body["courier_id"], "dario");
     assert_eq!(dead.last_error.as_deref(), Some("410 Gone"));
     let replies = store.solicitation_replies(&solicitation).await.unwrap();
     assert_eq!(replies.len(), 4);

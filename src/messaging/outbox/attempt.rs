@@ -13,7 +13,7 @@ use http::StatusCode;
 use super::KIND_WEBHOOK;
 use crate::messaging::exchange::KIND_REPLY;
 use crate::messaging::webhooks;
-use crate::store::{OutboxMessage, Store, StoreError, Subscription, now_ms};
+use crate::store::{OutboxMessage, Store, Subscription, now_ms};
 
 /// What an attempt came to.
 pub(super) enum Verdict {
@@ -37,24 +37,34 @@ pub(super) type Subscriptions = HashMap<String, Lookup>;
 /// reused; a longer one is dropped with its connection.
 const DRAIN_LIMIT: usize = 64 * 1024;
 
-/// Reads the subscription of every webhook of `batch`.
+/// Reads the subscription of every webhook of `batch`, with one query.
 pub(super) async fn subscriptions_of(store: &Store, batch: &[OutboxMessage]) -> Subscriptions {
-    let mut found = Subscriptions::new();
-    for message in batch.iter().filter(|m| m.kind == KIND_WEBHOOK) {
-        let Some(id) = message.headers["subscription"].as_str() else {
-            continue;
-        };
-        if found.contains_key(id) {
-            continue;
+    let mut wanted: Vec<&str> = batch
+        .iter()
+        .filter(|m| m.kind == KIND_WEBHOOK)
+        .filter_map(|m| m.headers.get("subscription"))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    match store.subscriptions_get(&wanted).await {
+        Ok(found) => {
+            let mut lookups: Subscriptions = wanted
+                .iter()
+                .map(|id| ((*id).to_owned(), Lookup::Deleted))
+                .collect();
+            for subscription in found {
+                lookups.insert(subscription.id.clone(), Lookup::Found(subscription));
+            }
+            lookups
         }
-        let subscription = match store.subscription_get(id).await {
-            Ok(s) => Lookup::Found(s),
-            Err(StoreError::NotFound) => Lookup::Deleted,
-            Err(e) => Lookup::Failed(format!("subscription lookup failed: {e}")),
-        };
-        found.insert(id.to_owned(), subscription);
+        Err(e) => {
+            let error = format!("subscription lookup failed: {e}");
+            wanted
+                .iter()
+                .map(|id| ((*id).to_owned(), Lookup::Failed(error.clone())))
+                .collect()
+        }
     }
-    found
 }
 
 /// POSTs `message` to its destination (signed, if it is a webhook).
@@ -65,17 +75,15 @@ pub(super) async fn attempt(
     subscriptions: &Subscriptions,
     message: &OutboxMessage,
 ) -> Verdict {
-    let body = message.body.to_string();
+    let body = message.body.clone();
     let mut request = http.post(&message.destination).timeout(timeout);
-    for (name, value) in message.headers.as_object().into_iter().flatten() {
-        if let Some(value) = value.as_str()
-            && name != "subscription"
-        {
-            request = request.header(name.as_str(), value);
+    for (name, value) in message.headers.iter() {
+        if name != "subscription" {
+            request = request.header(name, value);
         }
     }
     if message.kind == KIND_WEBHOOK {
-        let Some(subscription_id) = message.headers["subscription"].as_str() else {
+        let Some(subscription_id) = message.headers.get("subscription") else {
             return Verdict::Dead("a webhook without its subscription".into());
         };
         let subscription = match subscriptions.get(subscription_id) {
@@ -85,9 +93,7 @@ pub(super) async fn attempt(
             Some(Lookup::Failed(e)) => return Verdict::Retry(e.clone()),
             None => return Verdict::Retry("the subscription was not looked up".into()),
         };
-        let id = message.headers["webhook-id"]
-            .as_str()
-            .unwrap_or(&message.id);
+        let id = message.headers.get("webhook-id").unwrap_or(&message.id);
         let timestamp = now_ms() / 1000;
         let Some(signature) = webhooks::sign(&subscription.secret, id, timestamp, body.as_bytes())
         else {
@@ -109,7 +115,7 @@ pub(super) async fn attempt(
     }
     if status == StatusCode::GONE {
         if message.kind == KIND_WEBHOOK
-            && let Some(id) = message.headers["subscription"].as_str()
+            && let Some(id) = message.headers.get("subscription")
             && let Err(e) = store.subscription_disable(id).await
         {
             tracing::warn!(error = %e, "could not disable a gone subscription");

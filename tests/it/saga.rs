@@ -254,7 +254,7 @@ async fn the_process_manager_try_link_starts_a_delivery() {
 
 /// A token signed with `participant`'s real key, as that participant would
 /// sign it: `st` the state, `nxt` the one step it allows, for `aud`.
-fn signed_by(
+pub fn signed_by(
     app: &TestApp,
     participant: Participant,
     aud: &str,

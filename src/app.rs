@@ -7,8 +7,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
-
+use crate::background::Background;
 use crate::config::Config;
 use crate::conversation::token::{Jwks, Minted};
 use crate::conversation::{Claims, Expect, Minter, Next, StateToken, TrustStore};
@@ -47,8 +46,9 @@ pub struct App {
     pub journal: Journal,
     pub relay: Relay,
     pub callbacks: CallbackPolicy,
-    /// Cancelled when the server begins to shut down: background work stops.
-    pub shutdown: CancellationToken,
+    /// The server's background tasks: they stop, or finish, before `run`
+    /// returns.
+    pub background: Background,
 }
 
 impl App {

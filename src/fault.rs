@@ -105,6 +105,7 @@ pub mod types {
         STEP_BEFORE_PREREQUISITE = ("step-before-prerequisite", UNPROCESSABLE_ENTITY, "A routing-slip step comes before a step it needs");
         TAMPERED_SLIP = ("tampered-slip", FORBIDDEN, "The routing slip is not what its requestor and its steps signed");
         DELIVERY_STATE_CONFLICT = ("delivery-state-conflict", CONFLICT, "The delivery is not in a state that allows this");
+        DELIVERY_CANCELLED = ("delivery-cancelled", GONE, "The delivery was cancelled");
     }
 }
 

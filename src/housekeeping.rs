@@ -9,8 +9,7 @@
 
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
+use crate::background::Background;
 use crate::store::{Store, StoreError};
 
 /// How many expired records one [`sweep`] deleted, per kind.
@@ -21,9 +20,10 @@ pub struct Purged {
     pub baskets: u64,
 }
 
-/// Sweeps `store` now and then every `every`, until `shutdown` is cancelled.
-pub fn start(store: Store, every: Duration, shutdown: CancellationToken) {
-    tokio::spawn(shutdown.run_until_cancelled_owned(async move {
+/// Sweeps `store` now and then every `every`, until shutdown begins (a
+/// sweep cut short deletes the rest next time).
+pub fn start(store: Store, every: Duration, background: &Background) {
+    background.until_shutdown(async move {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -33,7 +33,7 @@ pub fn start(store: Store, every: Duration, shutdown: CancellationToken) {
                 tracing::debug!(?purged, "expired records deleted");
             }
         }
-    }));
+    });
 }
 
 /// Deletes every expired record once. A purge that fails is logged and

@@ -22,6 +22,7 @@
 //! work, mint one token and render HAL whose links carry it.
 
 pub mod app;
+pub mod background;
 pub mod bench;
 pub mod config;
 pub mod conversation;

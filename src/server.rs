@@ -21,7 +21,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, StatusCode, header};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -31,6 +30,7 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::app::{App, AppState};
+use crate::background::Background;
 use crate::config::Config;
 use crate::conversation::continuation::{self, Redacted};
 use crate::conversation::token;
@@ -91,9 +91,9 @@ pub async fn build_with_state(
     let store = Store::connect(&config.database())
         .await
         .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
-    let shutdown = CancellationToken::new();
+    let background = Background::new();
     let journal = Journal::start(store.clone());
-    housekeeping::start(store.clone(), config.housekeeping_every, shutdown.clone());
+    housekeeping::start(store.clone(), config.housekeeping_every, &background);
     // The relay's own client: a keep-alive connection per delivery in flight.
     let relay_http = reqwest::Client::builder()
         .no_proxy()
@@ -109,7 +109,7 @@ pub async fn build_with_state(
             retention: config.outbox_retention,
             in_flight: config.relay_in_flight,
         },
-        shutdown.clone(),
+        background.token(),
     );
     let known: Vec<&str> = std::iter::once(public_url.as_str())
         .chain(config.peers.values().map(String::as_str))
@@ -133,7 +133,7 @@ pub async fn build_with_state(
         journal,
         relay,
         callbacks,
-        shutdown,
+        background,
     }));
     participants::start(&state).await?;
     participants::deliveries::saga::start(&state);
@@ -218,23 +218,23 @@ impl Server {
 
     /// Serves until `shutdown` completes, then drains in-flight requests.
     /// Background work stops as soon as `shutdown` completes: the relay
-    /// claims no more (deliveries in flight get a short grace), and once
-    /// the relay has stopped the journal is flushed, so a clean exit loses
-    /// no record.
+    /// claims no more (deliveries in flight get a short grace), loops and
+    /// waits end and work that must finish does ([`Background`]); once
+    /// both have, the journal is flushed, so a clean exit loses no record.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let stopping = self.state.shutdown.clone();
+        let background = self.state.background.clone();
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                stopping.cancel();
+                background.shut_down();
             })
             .await;
-        self.state.shutdown.cancel();
+        self.state.background.shut_down();
+        tokio::join!(self.state.background.stopped(), self.state.relay.stopped());
         served?;
-        self.state.relay.stopped().await;
         // Last: what the drained requests journaled is written before we return.
         self.state.journal.flush().await;
         Ok(())

@@ -158,7 +158,8 @@ async fn duplicate(app: &AppState, req: Request) -> Request {
         }
     }
     copy = copy.header(DUPLICATE_MARK, "1");
-    tokio::spawn(async move {
+    // A copy not sent yet when shutdown begins is not sent: it is chaos.
+    app.background.until_shutdown(async move {
         if let Err(e) = copy.send().await {
             tracing::warn!(error = %e, "chaos: the duplicate could not be sent");
         }

@@ -170,16 +170,8 @@ impl Sender {
             )
             .timeout(self.timeout)
             .send()
-            .await
-            .map_err(|e| self.classify(to, e))?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.classify(to, e))?;
-        Ok(Reply {
-            status,
-            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            link: None,
-            state: None,
-        })
+            .await;
+        self.read(to, response).await
     }
 
     /// DELETEs a resource of `to` (safe to repeat); the status tells how it went.
@@ -221,7 +213,17 @@ impl Sender {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await.map_err(|e| self.classify(to, e))?;
+        self.read(to, request.send().await).await
+    }
+
+    /// Reads the reply to a request sent to `to`, whole: a body that is not
+    /// JSON reads as `null`; a transport failure becomes a [`SendError`].
+    async fn read(
+        &self,
+        to: Participant,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<Reply, SendError> {
+        let response = sent.map_err(|e| self.classify(to, e))?;
         let status = response.status();
         let header = |name| {
             response

@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use conversant::conversation::KeyRing;
+use conversant::messaging::exchange::KIND_REPLY;
 use conversant::participant::Participant;
+use conversant::store::{NewOutboxMessage, Store};
 use serde_json::{Value, json};
 
 use crate::support::{Response, TestApp, spawn_app, spawn_in};
@@ -254,7 +256,7 @@ async fn the_process_manager_try_link_starts_a_delivery() {
 
 /// A token signed with `participant`'s real key, as that participant would
 /// sign it: `st` the state, `nxt` the one step it allows, for `aud`.
-fn signed_by(
+pub fn signed_by(
     app: &TestApp,
     participant: Participant,
     aud: &str,
@@ -366,7 +368,8 @@ async fn a_delivery_whose_order_is_cancelled_stops_refunds_nothing_and_refuses_i
     assert_eq!(order_now.body["status"], "cancelled");
     assert_eq!(order_now.body["reason"], "changed-mind");
 
-    // The courier's report, arriving after: refused, with a problem document.
+    // The courier's report, arriving after: refused for good (410, not a
+    // 409 its relay would retry), with a problem document.
     let delivery_id = cancelled["id"].as_str().unwrap();
     let own = signed_by(
         &app,
@@ -386,21 +389,56 @@ async fn a_delivery_whose_order_is_cancelled_stops_refunds_nothing_and_refuses_i
         &cid,
         report.clone(),
     );
+    let reply_to = app.url(&format!(
+        "/deliveries/deliveries/{delivery_id}/reports?state={own}"
+    ));
     let refused = app
         .client
-        .post(app.url(&format!(
-            "/deliveries/deliveries/{delivery_id}/reports?state={own}"
-        )))
-        .header("conversation-state", theirs)
+        .post(&reply_to)
+        .header("conversation-state", &theirs)
         .json(&report)
         .send()
         .await
         .unwrap();
     let refused = Response::read(refused).await;
-    assert_eq!(refused.status, 409, "{:#}", refused.body);
+    assert_eq!(refused.status, 410, "{:#}", refused.body);
     assert_eq!(refused.content_type(), "application/problem+json");
-    assert_eq!(refused.problem_type(), "/problems/delivery-state-conflict");
+    assert_eq!(refused.problem_type(), "/problems/delivery-cancelled");
+    assert_eq!(refused.body["conversation"], cid);
     assert_eq!(app.get(&href).await.body["state"], "cancelled");
+
+    // The same report sent as the courier sends it, a reply through an
+    // outbox: the relay's first attempt is its last, where a 409 kept it
+    // pending on the retry schedule (1 s, 5 s, 30 s...) before it became a
+    // dead letter. (The outbox is a participant of its own, so the courier's
+    // own reports of its ride are not counted.)
+    const REPORTER: &str = "saga-test-courier";
+    let store = Store::connect(&app.database()).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    tx.outbox_enqueue(&NewOutboxMessage {
+        id: uuid::Uuid::now_v7().to_string(),
+        participant: REPORTER.to_owned(),
+        destination: reply_to,
+        kind: KIND_REPLY.to_owned(),
+        headers: json!({ "conversation-state": theirs, "content-type": "application/json" }),
+        body: report,
+    })
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let counts = loop {
+        let counts = store.outbox_counts(REPORTER).await.unwrap();
+        if counts.pending == 0 {
+            break counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the report is still pending: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(counts.delivered + counts.dead, 1, "{counts:?}");
     app.stop().await;
 }
 

@@ -6,7 +6,9 @@
 //! after its (simulated) ride, queues "picked-up" and later "delivered",
 //! each signed with couriers' own token, through the outbox. Each report is
 //! a turn named after what it reports, the second after the first, so the
-//! chain shows their order.
+//! chain shows their order. A ride still under way when the server shuts
+//! down ends there, like a courier who gives up: the saga's report timer
+//! solicits again.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -100,7 +102,8 @@ pub async fn deliver(
         )
         .in_conversation(claims.cid)
     })?;
-    tokio::spawn(ride(app.clone(), claims, job, reply_to));
+    app.background
+        .until_shutdown(ride(app.clone(), claims, job, reply_to));
     Ok(exchange::accepted_async())
 }
 

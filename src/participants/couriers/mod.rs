@@ -224,13 +224,15 @@ fn unknown_courier(app: &App, id: &str) -> Problem {
 
 /// Registers every simulated courier with deliveries, over HTTP, once the
 /// server is up: deliveries may be hosted here or elsewhere, and may start
-/// later, so each registration is retried until deliveries answers.
+/// later, so each registration is retried until deliveries answers (or
+/// shutdown begins: the next start registers again).
 pub fn register_on_start(app: AppState) {
     if !app.hosts(Couriers) {
         return;
     }
     LazyLock::force(&SLOW_DELAY);
-    tokio::spawn(async move {
+    let background = app.background.clone();
+    background.until_shutdown(async move {
         futures::future::join_all(FLEET.iter().map(|c| register(&app, c))).await;
     });
 }

@@ -94,7 +94,10 @@ pub async fn solicit(
     })?;
     let answer = courier.decide(solicitation.pickup, solicitation.dropoff);
     let delay = courier.reply_delay();
-    tokio::spawn(answer_later(app.clone(), claims, answer, reply_to, delay));
+    // An answer still awaited at shutdown is never given: to deliveries,
+    // a courier that did not answer in time.
+    app.background
+        .until_shutdown(answer_later(app.clone(), claims, answer, reply_to, delay));
     Ok(exchange::accepted_async())
 }
 

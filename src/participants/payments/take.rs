@@ -106,10 +106,14 @@ pub async fn take_payment(
             Ok(stored.into_response())
         }
         Some(reply_to) => {
+            // The 202 promises a reply, and nothing is durable until the
+            // charge: at shutdown a slow processor answers at once, and
+            // the server waits for the charge and its queued reply.
             let app = app.clone();
-            tokio::spawn(async move {
+            let background = app.background.clone();
+            background.to_the_end(async move {
                 if card.outcome == Outcome::Slow {
-                    tokio::time::sleep(app.config.slow_card_delay).await;
+                    app.background.sleep(app.config.slow_card_delay).await;
                 }
                 if let Err(problem) =
                     charge_once(&app, &claims, &charge, &card, Some(&reply_to)).await

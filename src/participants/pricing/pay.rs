@@ -118,14 +118,17 @@ pub struct RaiseOrder {
     )
 )]
 /// `POST /pricing/checkouts/pay`. The turn runs to its end even if the
-/// client hangs up: once payments has charged, the order must be raised.
+/// client hangs up, and even if the server begins to shut down meanwhile
+/// (which waits for it): once payments has charged, the order must be raised.
 pub async fn pay(
     State(app): State<AppState>,
     token: StateToken,
     headers: HeaderMap,
     Input(input): Input<Pay>,
 ) -> Result<Response, Problem> {
-    tokio::spawn(take_turn(app, token, headers, input))
+    let background = app.background.clone();
+    background
+        .to_the_end(take_turn(app, token, headers, input))
         .await
         .map_err(Problem::internal)?
 }

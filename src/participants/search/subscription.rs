@@ -6,7 +6,8 @@
 //! on search itself, which the callback policy allows because search is a
 //! known participant) and keeps the id and secret in its store. Store
 //! information may not be up yet (a split deployment), so the task retries,
-//! backing off, until it answers.
+//! backing off, until it answers, or until shutdown begins (the next start
+//! subscribes then).
 //!
 //! Once subscribed, search indexes the listings as they are (`GET
 //! /stores/stores`), so the stores that existed before it subscribed are
@@ -39,7 +40,8 @@ pub fn start(app: AppState) {
         );
         return;
     }
-    tokio::spawn(async move {
+    let background = app.background.clone();
+    background.until_shutdown(async move {
         let http = match reqwest::Client::builder()
             .no_proxy()
             .timeout(app.config.peer_timeout)

@@ -49,7 +49,8 @@ pub struct ReportTarget {
         (status = 204, description = "Taken"),
         (status = 401, description = "A token is missing, invalid or expired", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "Not this delivery's courier, or not signed by couriers", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "The saga has moved on (reassigned, cancelled)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The saga has moved on (reassigned), or moved while the report was taken", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 410, description = "The delivery was cancelled or given up: no report will be taken, now or later", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 /// `POST /deliveries/deliveries/{id}/reports` (`delivery-report`).
@@ -98,6 +99,20 @@ pub async fn report(
         .delivery_get(&id)
         .await
         .map_err(|e| fault::from_store(e, "delivery"))?;
+    if called_off(d.state) {
+        return Err(Problem::new(
+            types::DELIVERY_CANCELLED,
+            format!(
+                "The delivery is {}: the job is called off, and no report will change that.",
+                d.state
+            ),
+        )
+        .in_conversation(own.cid)
+        .link(
+            "delivery",
+            app.href(Deliveries, &format!("/deliveries/{id}")),
+        ));
+    }
     let stale = || {
         Problem::new(
             types::DELIVERY_STATE_CONFLICT,
@@ -135,6 +150,17 @@ pub async fn report(
         .in_conversation(own.cid));
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether a delivery will never take a courier's report again: cancelled
+/// (by an administrator, or with its order), or given up on (failed), or
+/// on its way to either (compensating). Its courier is told so as a final
+/// answer, `410 Gone`, rather than a conflict it might retry.
+fn called_off(state: DeliveryState) -> bool {
+    matches!(
+        state,
+        DeliveryState::Cancelled | DeliveryState::Failed | DeliveryState::Compensating
+    )
 }
 
 #[utoipa::path(

@@ -43,8 +43,11 @@
 //!
 //! Every wait is a durable timer row ([`crate::store::sagas`]); one loop per
 //! process ([`start`]) claims due timers and advances their sagas, so a saga
-//! pending at a restart moves on after it. The loop holds the application
-//! weakly and ends with the server.
+//! pending at a restart moves on after it. The loop and the steps it fires
+//! stop when shutdown begins: a step cut short leaves its timer leased, and
+//! the timer fires again once the lease runs out (after a restart, too).
+//! The loop holds the application weakly, so a server built but never
+//! served does not keep it alive.
 //!
 //! Tuning, read once from the environment: `CONVERSANT_SAGA_MAX_ATTEMPTS`
 //! (3), `CONVERSANT_SAGA_RETRY_MS` (500), `CONVERSANT_SAGA_REPORT_TIMEOUT_MS`
@@ -244,7 +247,7 @@ pub fn start(app: &AppState) {
     LazyLock::force(&RETRY_MS);
     LazyLock::force(&REPORT_TIMEOUT_MS);
     let weak = Arc::downgrade(&app.0);
-    tokio::spawn(run(weak));
+    app.background.until_shutdown(run(weak));
 }
 
 async fn run(weak: Weak<App>) {
@@ -262,21 +265,24 @@ async fn run(weak: Weak<App>) {
         };
         let idle = timers.is_empty();
         for timer in timers {
-            let app = AppState(app.clone());
-            tokio::spawn(async move {
-                if let Err(problem) = steps::fire(&app, &timer).await {
-                    tracing::warn!(detail = problem.detail(), delivery = %timer.delivery_id, "a saga step failed; its timer fires again after the lease");
-                    return;
-                }
-                if let Err(e) = app.store.saga_timer_fired(&timer.id).await {
-                    tracing::warn!(error = %e, "could not mark a saga timer fired");
-                }
-            });
+            app.background
+                .until_shutdown(fire(AppState(app.clone()), timer));
         }
         drop(app);
         if idle {
             tokio::time::sleep(IDLE_POLL).await;
         }
+    }
+}
+
+/// Fires a claimed timer, then marks it fired.
+async fn fire(app: AppState, timer: SagaTimer) {
+    if let Err(problem) = steps::fire(&app, &timer).await {
+        tracing::warn!(detail = problem.detail(), delivery = %timer.delivery_id, "a saga step failed; its timer fires again after the lease");
+        return;
+    }
+    if let Err(e) = app.store.saga_timer_fired(&timer.id).await {
+        tracing::warn!(error = %e, "could not mark a saga timer fired");
     }
 }
 

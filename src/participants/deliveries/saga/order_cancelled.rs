@@ -7,7 +7,8 @@
 //! back (no `cancel-order`: the order is cancelled; no refund). The same
 //! compare-and-set clears its timers, so no solicitation or overdue report
 //! fires after; a step in flight loses its compare-and-set and stops there;
-//! the assigned courier's later reports are refused with 409.
+//! the assigned courier's later reports are refused with `410 Gone`
+//! (`delivery-cancelled`), a final answer.
 //!
 //! Idempotent by state, which makes a redelivered event harmless: a delivery
 //! already over (delivered, failed, cancelled) or compensating (the saga

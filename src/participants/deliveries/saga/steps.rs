@@ -321,12 +321,14 @@ const ORDER_EVENTS: &[&str] = &[ORDER_PLACED, ORDER_CANCELLED];
 /// start later, or elsewhere). A subscription kept from before is checked
 /// with orders: still there with every event wanted, nothing to do; gone,
 /// or without `order.cancelled` (made before deliveries listened to it),
-/// it is replaced by a new one and the old one deleted.
+/// it is replaced by a new one and the old one deleted. Ends, if orders has
+/// not answered, when shutdown begins: the next start tries again.
 pub fn subscribe_on_start(app: AppState) {
     if !app.hosts(Deliveries) {
         return;
     }
-    tokio::spawn(async move {
+    let background = app.background.clone();
+    background.until_shutdown(async move {
         let kept = match app.store.saga_subscription(Orders.as_str()).await {
             Ok(kept) => kept.map(|(id, _)| id),
             Err(e) => {

@@ -53,6 +53,7 @@ use crate::config::{Config, ServeArgs};
 use crate::messaging::outbox::{KIND_WEBHOOK, Notifier, Relay};
 use crate::messaging::webhooks;
 use crate::store::{Engine, NewOutboxMessage, Store, Subscription, now_ms};
+use tokio_util::sync::CancellationToken;
 
 /// The outbox `participant` of the bench's messages, apart from the real ones.
 const PARTICIPANT: &str = "bench";
@@ -139,7 +140,8 @@ pub async fn relay_direct(
         ),
         None => {
             let store = Store::connect(database_url).await?;
-            let notifier = Notifier::start(store.clone());
+            // The bench's own wake-ups last as long as the bench.
+            let notifier = Notifier::start(store.clone(), CancellationToken::new());
             (store, Wake::Peers(notifier))
         }
     };

@@ -139,13 +139,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the sender on the current runtime (none on SQLite).
-    pub fn start(store: Store) -> Notifier {
+    /// Starts the sender on the current runtime (none on SQLite), until
+    /// `shutdown` is cancelled.
+    pub fn start(store: Store, shutdown: CancellationToken) -> Notifier {
         if store.engine() == Engine::Sqlite {
             return Notifier { pending: None };
         }
         let pending = Arc::new(Notify::new());
-        tokio::spawn(broadcast(store, pending.clone()));
+        tokio::spawn(shutdown.run_until_cancelled_owned(broadcast(store, pending.clone())));
         Notifier {
             pending: Some(pending),
         }
@@ -193,16 +194,16 @@ impl Relay {
         shutdown: CancellationToken,
     ) -> Relay {
         let notify = Arc::new(Notify::new());
-        let peers = Notifier::start(store.clone());
+        let peers = Notifier::start(store.clone(), shutdown.clone());
         let owner = format!("relay-{}", uuid::Uuid::now_v7());
         let (outcomes, recorded) = mpsc::unbounded_channel();
         let tasks = TaskTracker::new();
-        tokio::spawn(
+        tasks.spawn(
             shutdown
                 .clone()
                 .run_until_cancelled_owned(listen(store.clone(), notify.clone())),
         );
-        tokio::spawn(
+        tasks.spawn(
             shutdown
                 .clone()
                 .run_until_cancelled_owned(prune(store.clone(), settings.retention)),

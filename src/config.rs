@@ -96,8 +96,9 @@ pub struct ServeArgs {
         default_value = "1s,5s,30s,2m,10m"
     )]
     pub retry_schedule: String,
-    /// How long delivered outbox messages are kept before they are deleted
-    /// (e.g. 24h, 90m); dead letters are kept until redelivered.
+    /// How long delivered outbox messages are remembered (and counted as
+    /// delivered) before they are forgotten (e.g. 24h, 90m); their bodies
+    /// are dropped on delivery, dead letters are kept until redelivered.
     #[arg(
         long,
         env = "CONVERSANT_OUTBOX_RETENTION",
@@ -170,7 +171,7 @@ pub struct Config {
     pub exchange_retry: RetrySchedule,
     /// How often the relay looks for due messages when nothing woke it.
     pub relay_poll: Duration,
-    /// How long delivered outbox messages are kept before they are deleted.
+    /// How long delivered outbox messages are remembered before they are forgotten.
     pub outbox_retention: Duration,
     /// How many outbox messages the relay works on at once.
     pub relay_in_flight: usize,

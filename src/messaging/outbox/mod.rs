@@ -30,9 +30,10 @@
 //! when the lease runs out another claim sends it again (at least once, which
 //! is why receivers keep an inbox). Failures are retried on the
 //! [`RetrySchedule`], with jitter; after the last attempt the message is a
-//! dead letter, listed with a `redeliver` link. Delivered messages are
-//! deleted after the retention (`--outbox-retention`) by a pruner beside the
-//! relay.
+//! dead letter, listed with a `redeliver` link. A delivered message leaves
+//! the outbox at once; the slim record of it that the delivered counts read
+//! is deleted after the retention (`--outbox-retention`) by a pruner beside
+//! the relay.
 //!
 //! # Shutdown
 //!

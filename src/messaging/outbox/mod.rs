@@ -348,13 +348,15 @@ impl Claimer {
         permit: OwnedSemaphorePermit,
     ) {
         crate::crash::point("relay-mid-batch");
-        let attempt = attempt(
+        // Boxed: an HTTP request's future is kilobytes, and inline it would
+        // make every spawned delivery that big, copied as it is spawned.
+        let attempt = Box::pin(attempt(
             &self.store,
             &self.http,
             self.settings.timeout,
             subscriptions,
             &message,
-        );
+        ));
         let verdict = tokio::select! {
             verdict = attempt => verdict,
             () = self.out_of_grace() => {

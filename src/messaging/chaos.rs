@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -23,6 +24,12 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::fault::{Problem, types};
 use crate::participant::Participant;
+
+/// The client duplicates are sent with: to this very server, so never
+/// through a proxy the environment may name (as every client here).
+/// `None` if no client could be built: then no duplicates are sent.
+static DUPLICATES: LazyLock<Option<reqwest::Client>> =
+    LazyLock::new(|| reqwest::Client::builder().no_proxy().build().ok());
 
 /// Marks the copy of a duplicated request, so it is not duplicated again.
 const DUPLICATE_MARK: &str = "x-chaos-duplicate";
@@ -149,7 +156,11 @@ async fn duplicate(app: &AppState, req: Request) -> Request {
             .map(|p| p.as_str())
             .unwrap_or("/")
     );
-    let mut copy = reqwest::Client::new()
+    let Some(client) = DUPLICATES.as_ref() else {
+        tracing::warn!("chaos: no HTTP client for duplicates; none is sent");
+        return Request::from_parts(parts, Body::from(bytes));
+    };
+    let mut copy = client
         .request(parts.method.clone(), url)
         .body(bytes.clone());
     for (name, value) in &parts.headers {

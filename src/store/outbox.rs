@@ -128,6 +128,10 @@ pub enum OutboxOutcome {
     },
     /// Given up on: a dead letter.
     Dead { id: String, error: String },
+    /// Abandoned at shutdown with its outcome unknown: due again at once
+    /// (another instance, or this one once restarted, sends it again), and
+    /// the interrupted attempt is not counted against the retry schedule.
+    Released { id: String },
 }
 
 /// Leases due rows. A lease moves the row's `next_attempt_at` to the lease's
@@ -242,6 +246,7 @@ impl Store {
                 OutboxOutcome::Dead { id, error } => {
                     skip_missing(mark_dead(tx.conn(), id, error).await)?;
                 }
+                OutboxOutcome::Released { id } => release(tx.conn(), id, now).await?,
             }
         }
         tx.commit().await
@@ -468,6 +473,17 @@ async fn mark_retry(
             .rows_affected()
     });
     super::one_row(done)
+}
+
+/// Ends a lease early, uncounting its attempt (see [`OutboxOutcome::Released`]).
+/// A message no longer pending (say, delivered by another relay meanwhile) is left alone.
+async fn release(conn: Conn<'_>, id: &str, now: i64) -> Result<(), StoreError> {
+    const SQL: &str = "UPDATE outbox SET next_attempt_at = $2, attempts = attempts - 1, \
+         lease_owner = NULL, lease_until = NULL WHERE id = $1 AND status = 'pending'";
+    on_conn!(conn, c => {
+        sqlx::query(SQL).bind(id).bind(now).execute(&mut *c).await?;
+    });
+    Ok(())
 }
 
 async fn mark_dead(conn: Conn<'_>, id: &str, error: &str) -> Result<(), StoreError> {

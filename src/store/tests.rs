@@ -86,6 +86,7 @@ on_both_engines!(
     outbox_enqueued_dead_is_listed_never_claimed,
     outbox_enqueues_a_publish_in_one_transaction,
     outbox_records_many_outcomes_in_one_write,
+    outbox_released_lease_is_due_at_once_uncounted,
     outbox_prunes_only_old_delivered_messages,
     concurrent_transactions_queue_for_the_writer,
     correlations_put_get_take_expire,
@@ -818,6 +819,44 @@ async fn outbox_records_many_outcomes_in_one_write(store: Store) {
             .is_empty(),
         "the retried one waits for its time, the others are done"
     );
+}
+
+/// A lease released at shutdown: due again at once, its attempt uncounted;
+/// a message delivered meanwhile (by another relay) is left alone.
+async fn outbox_released_lease_is_due_at_once_uncounted(store: Store) {
+    let (kept, delivered) = (outbound("orders"), outbound("orders"));
+    store.outbox_enqueue(&kept).await.unwrap();
+    store.outbox_enqueue(&delivered).await.unwrap();
+    let hour = Duration::from_secs(3600);
+    let claimed = store.outbox_claim_batch("relay-a", 10, hour).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    store
+        .outbox_record(&[OutboxOutcome::Delivered {
+            id: delivered.id.clone(),
+        }])
+        .await
+        .unwrap();
+    store
+        .outbox_record(&[
+            OutboxOutcome::Released {
+                id: kept.id.clone(),
+            },
+            OutboxOutcome::Released {
+                id: delivered.id.clone(),
+            },
+        ])
+        .await
+        .unwrap();
+    let again = store.outbox_claim_batch("relay-b", 10, hour).await.unwrap();
+    assert_eq!(
+        again
+            .iter()
+            .map(|m| (&m.id, m.attempts, m.lease_owner.as_deref()))
+            .collect::<Vec<_>>(),
+        [(&kept.id, 1, Some("relay-b"))]
+    );
+    let counts = store.outbox_counts("orders").await.unwrap();
+    assert_eq!((counts.pending, counts.delivered), (1, 1));
 }
 
 async fn outbox_prunes_only_old_delivered_messages(store: Store) {

@@ -142,6 +142,27 @@ async fn shutdown_stops_the_relay_with_a_backlog_and_loses_nothing() {
         to_hole.pending, HOLE as i64,
         "abandoned, to be sent again: {to_hole:?}"
     );
+    // Released, not left leased: another relay can claim them at once, and
+    // the abandoned attempt does not count.
+    let due = store
+        .outbox_claim_batch(
+            "next-relay",
+            (ITSELF + HOLE) as u32,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let released: Vec<_> = due.iter().filter(|m| m.participant == TO_HOLE).collect();
+    assert_eq!(
+        released.len(),
+        HOLE,
+        "the hole's messages are due again now"
+    );
+    assert!(
+        released.iter().all(|m| m.attempts == 1),
+        "the interrupted attempt was not counted: {:?}",
+        released.iter().map(|m| m.attempts).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

@@ -40,8 +40,11 @@
 //! When the server begins to shut down, the claimer stops claiming, so a
 //! backlog (even of messages to this very process) cannot keep it running.
 //! Deliveries in flight get [`GRACE`] to finish and have their outcomes
-//! recorded; one still running then is abandoned, exactly as a crash would
-//! leave it: leased, and sent again once its lease runs out.
+//! recorded; one still running then is abandoned and its lease released:
+//! the message is due again at once (for another instance, or this one once
+//! restarted), and the interrupted attempt does not count against its retry
+//! schedule. Its destination may have got it: at least once, as after a
+//! crash, where the lease has to run out instead.
 
 mod attempt;
 
@@ -360,7 +363,9 @@ impl Claimer {
         let verdict = tokio::select! {
             verdict = attempt => verdict,
             () = self.out_of_grace() => {
-                tracing::debug!(id = %message.id, "delivery abandoned at shutdown: sent again once its lease runs out");
+                tracing::debug!(id = %message.id, "delivery abandoned at shutdown: due again now");
+                let outcome = OutboxOutcome::Released { id: message.id };
+                let _ = self.outcomes.send(Recorded { outcome, permit });
                 return;
             }
         };

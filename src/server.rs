@@ -90,7 +90,7 @@ pub async fn build_with_state(
     })?;
     let store = Store::connect(&config.database())
         .await
-        .map_err(|e| anyhow::anyhow!("opening the database: {e}"))?;
+        .map_err(|e| anyhow::Error::new(e).context("opening the database"))?;
     let background = Background::new();
     let journal = Journal::start(store.clone());
     housekeeping::start(store.clone(), config.housekeeping_every, &background);

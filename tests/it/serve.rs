@@ -43,10 +43,12 @@ async fn a_start_that_fails_exits_non_zero_without_announcing_an_address() {
         !stdout.contains(ANNOUNCEMENT),
         "announced a server that never opened: {stdout}"
     );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("opening the database"), "{stderr}");
+    // And why: the driver's own words, not only that it failed.
     assert!(
-        String::from_utf8_lossy(&output.stderr).contains("opening the database"),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        stderr.contains("unable to open database file"),
+        "the cause is named: {stderr}"
     );
 }
 

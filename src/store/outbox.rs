@@ -544,6 +544,19 @@ impl Store {
         }
     }
 
+    /// On PostgreSQL, vacuums the outbox table, unless a vacuum of it is
+    /// already running (another instance's); nothing on SQLite. The relay
+    /// calls it when it has left many dead rows behind.
+    pub async fn outbox_vacuum(&self) -> Result<(), StoreError> {
+        if let super::Pool::Postgres(pool) = &self.pool {
+            // A plain statement: VACUUM runs in no transaction block.
+            sqlx::raw_sql("VACUUM (SKIP_LOCKED) outbox")
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// On PostgreSQL, wakes the relays of every instance (their listeners);
     /// nothing on SQLite.
     ///

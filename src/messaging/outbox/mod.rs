@@ -49,6 +49,7 @@
 mod attempt;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
@@ -181,6 +182,9 @@ const BATCH: usize = 128;
 const LEASE: Duration = Duration::from_secs(30);
 /// The most outcomes written in one transaction.
 const RECORD_BATCH: usize = 1024;
+/// Outcomes written (each a dead row version) after which a PostgreSQL relay
+/// vacuums the outbox; see [`vacuum`].
+const VACUUM_AFTER: u64 = 5_000;
 /// Rows one prune statement deletes: short write transactions on SQLite.
 const PRUNE_CHUNK: u32 = 1000;
 /// How long deliveries in flight may go on once shutdown begins.
@@ -212,7 +216,13 @@ impl Relay {
                 .clone()
                 .run_until_cancelled_owned(prune(store.clone(), settings.retention)),
         );
-        tasks.spawn(record(store.clone(), recorded));
+        let written = Arc::new(AtomicU64::new(0));
+        tasks.spawn(
+            shutdown
+                .clone()
+                .run_until_cancelled_owned(vacuum(store.clone(), written.clone())),
+        );
+        tasks.spawn(record(store.clone(), recorded, written));
         tasks.spawn(claim(
             Claimer {
                 store,
@@ -412,7 +422,11 @@ impl Claimer {
 /// the previous one ran, until the claimer and every delivery are gone. A
 /// write that keeps failing is given up: its rows stay leased, and are sent
 /// again once the lease runs out.
-async fn record(store: Store, mut recorded: mpsc::UnboundedReceiver<Recorded>) {
+async fn record(
+    store: Store,
+    mut recorded: mpsc::UnboundedReceiver<Recorded>,
+    written: Arc<AtomicU64>,
+) {
     let mut batch: Vec<Recorded> = Vec::new();
     while recorded.recv_many(&mut batch, RECORD_BATCH).await > 0 {
         // The permits go back once the outcomes are written (or given up).
@@ -421,7 +435,10 @@ async fn record(store: Store, mut recorded: mpsc::UnboundedReceiver<Recorded>) {
         let mut delay = Duration::from_millis(50);
         for attempt in 1.. {
             match store.outbox_record(&outcomes).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    written.fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+                    break;
+                }
                 Err(e) if attempt < 5 => {
                     tracing::warn!(error = %e, "could not record delivery outcomes; trying again");
                     tokio::time::sleep(delay).await;
@@ -432,6 +449,35 @@ async fn record(store: Store, mut recorded: mpsc::UnboundedReceiver<Recorded>) {
                     break;
                 }
             }
+        }
+    }
+}
+
+/// On PostgreSQL, vacuums the outbox once at least [`VACUUM_AFTER`] outcomes
+/// were written since the last time, checking every second; on SQLite,
+/// nothing (a deleted row's space is reused at once).
+///
+/// Each outcome leaves a dead row version behind (a delivered row deleted, a
+/// retried one updated), and its entry in the claim index stays until a
+/// vacuum removes it: every claim walks them, from the start of the index.
+/// Autovacuum looks at a table at most once a minute, by which time a busy
+/// relay has left hundreds of thousands: after a 10 s burst a claim on the
+/// then empty outbox read 1,646 buffers. Vacuumed every second, a claim
+/// read about half as many, and cost half the time per row.
+async fn vacuum(store: Store, written: Arc<AtomicU64>) {
+    if store.engine() == Engine::Sqlite {
+        return;
+    }
+    let mut vacuumed_at = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = written.load(Ordering::Relaxed);
+        if now - vacuumed_at < VACUUM_AFTER {
+            continue;
+        }
+        vacuumed_at = now;
+        if let Err(e) = store.outbox_vacuum().await {
+            tracing::warn!(error = %e, "could not vacuum the outbox");
         }
     }
 }

@@ -109,7 +109,7 @@ pub async fn build_with_state(
             retention: config.outbox_retention,
             in_flight: config.relay_in_flight,
         },
-        background.token(),
+        &background,
     );
     let known: Vec<&str> = std::iter::once(public_url.as_str())
         .chain(config.peers.values().map(String::as_str))

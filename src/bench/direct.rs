@@ -49,11 +49,11 @@ use tokio::net::TcpListener;
 
 use super::driver::{Options, Stop};
 use super::report::{self, Percentiles, Report};
+use crate::background::Background;
 use crate::config::{Config, ServeArgs};
 use crate::messaging::outbox::{KIND_WEBHOOK, Notifier, Relay};
 use crate::messaging::webhooks;
 use crate::store::{Engine, NewOutboxMessage, Store, Subscription, now_ms};
-use tokio_util::sync::CancellationToken;
 
 /// The outbox `participant` of the bench's messages, apart from the real ones.
 const PARTICIPANT: &str = "bench";
@@ -141,7 +141,7 @@ pub async fn relay_direct(
         None => {
             let store = Store::connect(database_url).await?;
             // The bench's own wake-ups last as long as the bench.
-            let notifier = Notifier::start(store.clone(), CancellationToken::new());
+            let notifier = Notifier::start(store.clone(), &Background::new());
             (store, Wake::Peers(notifier))
         }
     };

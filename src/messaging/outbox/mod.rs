@@ -56,6 +56,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::background::Background;
 use crate::store::{Engine, OutboxMessage, OutboxOutcome, Store, now_ms};
 use attempt::{Subscriptions, Verdict, attempt, subscriptions_of};
 
@@ -144,14 +145,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the sender on the current runtime (none on SQLite), until
-    /// `shutdown` is cancelled.
-    pub fn start(store: Store, shutdown: CancellationToken) -> Notifier {
+    /// Starts the sender (none on SQLite) as `background` work, until
+    /// shutdown.
+    pub fn start(store: Store, background: &Background) -> Notifier {
         if store.engine() == Engine::Sqlite {
             return Notifier { pending: None };
         }
         let pending = Arc::new(Notify::new());
-        tokio::spawn(shutdown.run_until_cancelled_owned(broadcast(store, pending.clone())));
+        background.until_shutdown(broadcast(store, pending.clone()));
         Notifier {
             pending: Some(pending),
         }
@@ -191,37 +192,26 @@ const PRUNE_CHUNK: u32 = 1000;
 pub const GRACE: Duration = Duration::from_secs(2);
 
 impl Relay {
-    /// Starts the relay (claimer, recorder, pruner, and on PostgreSQL the
-    /// listener) on the current runtime, until `shutdown` is cancelled.
-    /// `http` should keep `in_flight` idle connections per host, so
-    /// deliveries reuse them.
+    /// Starts the relay on the current runtime, until shutdown: the claimer
+    /// and the recorder on its own tracker (see [`Relay::stopped`]); the
+    /// pruner, the vacuum and on PostgreSQL the listener and the wake-up
+    /// sender as `background` work. `http` should keep `in_flight` idle
+    /// connections per host, so deliveries reuse them.
     pub fn start(
         store: Store,
         http: reqwest::Client,
         settings: RelaySettings,
-        shutdown: CancellationToken,
+        background: &Background,
     ) -> Relay {
         let notify = Arc::new(Notify::new());
-        let peers = Notifier::start(store.clone(), shutdown.clone());
+        let peers = Notifier::start(store.clone(), background);
         let owner = format!("relay-{}", uuid::Uuid::now_v7());
         let (outcomes, recorded) = mpsc::unbounded_channel();
-        let tasks = TaskTracker::new();
-        tasks.spawn(
-            shutdown
-                .clone()
-                .run_until_cancelled_owned(listen(store.clone(), notify.clone())),
-        );
-        tasks.spawn(
-            shutdown
-                .clone()
-                .run_until_cancelled_owned(prune(store.clone(), settings.retention)),
-        );
         let written = Arc::new(AtomicU64::new(0));
-        tasks.spawn(
-            shutdown
-                .clone()
-                .run_until_cancelled_owned(vacuum(store.clone(), written.clone())),
-        );
+        background.until_shutdown(listen(store.clone(), notify.clone()));
+        background.until_shutdown(prune(store.clone(), settings.retention));
+        background.until_shutdown(vacuum(store.clone(), written.clone()));
+        let tasks = TaskTracker::new();
         tasks.spawn(record(store.clone(), recorded, written));
         tasks.spawn(claim(
             Claimer {
@@ -230,7 +220,7 @@ impl Relay {
                 settings,
                 owner,
                 outcomes,
-                shutdown,
+                shutdown: background.token(),
                 tasks: tasks.clone(),
             },
             notify.clone(),

@@ -120,18 +120,31 @@ pub async fn enqueue_in_only(
     fault_to: Option<&str>,
     body: &Value,
 ) -> Result<(), Problem> {
+    tx.outbox_enqueue(&in_only(from, destination, token, fault_to, body))
+        .await
+        .map_err(Problem::internal)
+}
+
+/// The outbox message of a one-way message (see [`enqueue_in_only`]), for a
+/// caller whose transaction is that one message: it writes it with
+/// [`crate::store::Store::outbox_enqueue`], one statement committed on its own.
+pub fn in_only(
+    from: Participant,
+    destination: String,
+    token: &str,
+    fault_to: Option<&str>,
+    body: &Value,
+) -> NewOutboxMessage {
     let mut headers = json!({ HEADER: token, "content-type": "application/json" });
     if let Some(fault_to) = fault_to {
         headers["fault-to"] = json!(fault_to);
     }
-    tx.outbox_enqueue(&NewOutboxMessage {
+    NewOutboxMessage {
         id: uuid::Uuid::now_v7().to_string(),
         participant: from.as_str().to_owned(),
         destination,
         kind: KIND_IN_ONLY.to_owned(),
         headers,
         body: body.clone(),
-    })
-    .await
-    .map_err(Problem::internal)
+    }
 }

@@ -450,17 +450,19 @@ async fn raise_order(
             .ttl(DURABLE_TTL),
     )?;
     let destination = app.sender.url(Orders, "/orders").map_err(Problem::from)?;
-    let mut tx = app.store.begin().await.map_err(Problem::internal)?;
-    exchange::enqueue_in_only(
-        &mut tx,
+    // The message is the whole transaction: one statement, committed on its
+    // own (on SQLite, no BEGIN and COMMIT round trips on the one writer).
+    let message = exchange::in_only(
         Pricing,
         destination,
         &minted.token,
         fault_to.as_deref(),
         &json!({}),
-    )
-    .await?;
-    tx.commit().await.map_err(Problem::internal)?;
+    );
+    app.store
+        .outbox_enqueue(&message)
+        .await
+        .map_err(Problem::internal)?;
     crate::crash::point("after-commit");
     app.relay.wake();
     Ok(minted.claims)

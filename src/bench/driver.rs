@@ -1,13 +1,23 @@
-//! The closed-loop driver: `concurrency` workers, each running one iteration
-//! of a scenario after the other, until the time is up or the number of
+//! The driver: `concurrency` workers, each running one iteration of a
+//! scenario after the other, until the time is up or the number of
 //! iterations is reached.
 //!
-//! Closed loop on purpose: a worker sends its next request only when the
-//! previous one was answered, as a client following links must, so the figures
-//! are the throughput the service sustains at that concurrency and the
-//! latency it shows there. Each worker keeps its own histograms (no lock on
-//! the hot path); they are merged at the end. The warm-up's iterations are
-//! run but not counted.
+//! Closed loop by default: a worker starts its next iteration only when the
+//! previous one was answered, as a client following links must, so the
+//! figures are the throughput the service sustains at that concurrency and
+//! the latency it shows there. By Little's law that latency is the
+//! concurrency over the throughput: it measures the queue the workers make,
+//! whatever the service could do at a lower load.
+//!
+//! With a rate ([`Options::rate`]) the arrivals are open loop: iteration `i`
+//! is due at `i / rate` seconds, taken by whichever worker is free, and its
+//! latency runs from when it was due, so an iteration that waited for a free
+//! worker counts its wait (no coordinated omission). The workers are then the
+//! most iterations in flight at once. This is how a service is judged at a
+//! given load: whether it keeps up with the rate, and with what latency.
+//!
+//! Each worker keeps its own histograms (no lock on the hot path); they are
+//! merged at the end. The warm-up's iterations are run but not counted.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -41,6 +51,8 @@ pub struct Options {
     /// The server's process, when it runs on this machine: the report then
     /// says how much CPU the server and the bench spent per iteration.
     pub server_pid: Option<u32>,
+    /// Iterations offered per second in all (open loop); `None`: closed loop.
+    pub rate: Option<f64>,
 }
 
 impl Options {
@@ -51,6 +63,7 @@ impl Options {
             stop: Stop::After(Duration::from_secs(5)),
             warmup: Duration::from_millis(500),
             server_pid: None,
+            rate: None,
         }
     }
 }
@@ -169,6 +182,11 @@ pub(crate) async fn drive<W: Workload>(
         Stop::After(_) => None,
     };
     let tickets = Arc::new(AtomicU64::new(0));
+    let interval = options
+        .rate
+        .filter(|rate| *rate > 0.0)
+        .map(|rate| Duration::from_secs_f64(1.0 / rate));
+    let arrivals = Arc::new(AtomicU64::new(0));
     let cpu_at_start = options.server_pid.map(|pid| {
         tokio::spawn(async move {
             tokio::time::sleep_until(record_from.into()).await;
@@ -178,13 +196,23 @@ pub(crate) async fn drive<W: Workload>(
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..options.concurrency.max(1) {
         let (http, workload, tickets) = (http.clone(), workload.clone(), tickets.clone());
+        let arrivals = arrivals.clone();
         workers.spawn(async move {
             let mut tally = Tally::new();
             let mut worker: Option<W::Worker> = None;
             let mut counting = Instant::now() >= record_from;
             loop {
+                // Open loop: wait for the next iteration's due time, which
+                // may already have passed (then it waited for this worker).
+                let due = interval.map(|interval| {
+                    let i = arrivals.fetch_add(1, Ordering::Relaxed);
+                    started + interval.mul_f64(i as f64)
+                });
+                if let Some(due) = due {
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let now = Instant::now();
-                if deadline.is_some_and(|d| now >= d)
+                if deadline.is_some_and(|d| now >= d || due.is_some_and(|due| due >= d))
                     || limit.is_some_and(|n| tickets.fetch_add(1, Ordering::Relaxed) >= n)
                 {
                     break;
@@ -204,7 +232,7 @@ pub(crate) async fn drive<W: Workload>(
                         }
                     },
                 };
-                let began = Instant::now();
+                let began = due.unwrap_or_else(Instant::now);
                 match workload.iterate(&http, current, &mut tally.steps).await {
                     Ok(()) => {
                         tally.count += 1;
@@ -241,6 +269,9 @@ pub(crate) async fn drive<W: Workload>(
             (((server1 - server0 + bench1 - bench0) / seconds * 100.0).round() / 100.0).into(),
         );
     }
+    if let Some(rate) = options.rate.filter(|_| interval.is_some()) {
+        extra.insert("offered_per_s".into(), rate.into());
+    }
     let latency = match W::MEASURED_STEP.and_then(|step| total.steps.0.get(step)) {
         Some(step) => Percentiles::of(step),
         None => Percentiles::of(&total.latency),
@@ -267,7 +298,14 @@ pub(crate) async fn drive<W: Workload>(
         latency,
         steps,
         extra,
-        notes: Vec::new(),
+        notes: interval
+            .map(|_| {
+                "open loop: iterations offered at a fixed rate; latency from when each was due, \
+                 its wait for a free worker included"
+                    .to_owned()
+            })
+            .into_iter()
+            .collect(),
     }
 }
 

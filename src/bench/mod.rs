@@ -125,7 +125,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub in_process: bool,
     /// commit, relay-direct: commit this many messages per second in all
-    /// (default: as fast as the committers can).
+    /// (default: as fast as the committers can). Every other scenario but
+    /// open-conversations and token-growth: offer this many iterations per
+    /// second in all, open loop, with --concurrency the most in flight at once
+    /// (default: closed loop, each worker as fast as it is answered).
     #[arg(long)]
     pub rate: Option<f64>,
     /// token-growth: how many turns.
@@ -153,6 +156,7 @@ impl BenchArgs {
             },
             warmup: self.warmup,
             server_pid: self.server_pid,
+            rate: self.rate,
         }
     }
 }

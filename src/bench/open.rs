@@ -89,6 +89,7 @@ pub async fn open_conversations(
     let http = Http::new(&options.target, options.concurrency)?;
     let batch = |n: u64| Options {
         stop: Stop::Iterations(n),
+        rate: None,
         ..options.clone()
     };
     let cold = memory(pid)?;

@@ -51,6 +51,37 @@ async fn checkout_completes_whole_conversations() {
 }
 
 #[tokio::test]
+async fn a_paced_checkout_offers_its_rate_and_counts_the_wait_for_a_worker() {
+    let app = spawn_app().await;
+    // 20/s for 0.7 s after a 0.1 s warm-up: at most 14 conversations are
+    // due in the measured window, however fast the server is.
+    let paced = Options {
+        rate: Some(20.0),
+        ..briefly(&app.base)
+    };
+    let report = bench::checkout(&paced).await.unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert!((1..=15).contains(&report.count), "{report}");
+    assert_eq!(report.extra["offered_per_s"], 20.0, "{report}");
+    // Far more offered than one worker can take: the conversations fall
+    // behind their due times, and their latency says so, while each step
+    // still takes what it takes.
+    let swamped = Options {
+        rate: Some(10_000.0),
+        concurrency: 1,
+        ..briefly(&app.base)
+    };
+    let report = bench::checkout(&swamped).await.unwrap();
+    assert_eq!(report.errors, 0, "{report}");
+    assert!(report.count > 0, "{report}");
+    let steps: f64 = ["start", "add-item", "checkout", "pay"]
+        .iter()
+        .map(|step| report.steps[*step].max_ms)
+        .sum();
+    assert!(report.latency.p50_ms > steps, "{report}");
+}
+
+#[tokio::test]
 async fn the_asynchronous_payment_turn_runs_in_both_requestor_modes() {
     for mode in [RequestorState::Store, RequestorState::Token] {
         let app = spawn_with(|c| c.requestor_state = mode).await;

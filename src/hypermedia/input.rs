@@ -5,6 +5,13 @@
 //! 422 when it parses but does not fit the step's template, 415 for another
 //! media type, 413 when it is too large. An empty body is read as `{}`, so a
 //! step whose properties all have defaults can be taken with a bare POST.
+//!
+//! A step that a token authorises takes [`Deferred`] instead: the body is
+//! read as the request arrives, but its fault is raised only when the
+//! handler asks for the input, after it has verified the token. A request
+//! with a bad token and a bad body then gets the token's 401 or 403, not the
+//! body's 400: the body's rules are told only to a caller who may take the
+//! step, and its fault can carry the step's repair links.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -25,58 +32,91 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase()
-            });
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Problem::new(
-                    types::BODY_TOO_LARGE,
-                    "The request body exceeds the size limit.",
-                )
-            } else {
-                Problem::new(types::MALFORMED_BODY, "The request body could not be read.")
-            }
-        })?;
-        let blank = bytes.iter().all(u8::is_ascii_whitespace);
-        let value = match content_type.as_deref() {
-            _ if blank => serde_json::from_str::<T>("{}").map_err(json_fault)?,
-            Some("application/json") => serde_json::from_slice::<T>(&bytes).map_err(json_fault)?,
-            Some(ct) if ct.ends_with("+json") => {
-                serde_json::from_slice::<T>(&bytes).map_err(json_fault)?
-            }
-            Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes::<T>(&bytes)
-                .map_err(|e| {
-                    Problem::new(
-                        types::INVALID_BODY,
-                        format!("The form does not fit this step: {e}."),
-                    )
-                })?,
-            Some(other) => {
-                return Err(Problem::new(
-                    types::UNSUPPORTED_MEDIA_TYPE,
-                    format!(
-                        "`{other}` is not accepted; send application/json or application/x-www-form-urlencoded."
-                    ),
-                ));
-            }
-            None => {
-                return Err(Problem::new(
-                    types::UNSUPPORTED_MEDIA_TYPE,
-                    "The body has no Content-Type; send application/json or application/x-www-form-urlencoded.",
-                ));
-            }
-        };
-        Ok(Input(value))
+        read(req, state).await.map(Input)
     }
+}
+
+/// A step's input whose fault waits until [`Deferred::read`]: call it once
+/// the step's token is verified (see the module docs).
+#[derive(Debug)]
+pub struct Deferred<T>(Result<T, Problem>);
+
+impl<T> Deferred<T> {
+    /// The input, or the fault of its body.
+    pub fn read(self) -> Result<T, Problem> {
+        self.0
+    }
+}
+
+impl<S, T> FromRequest<S> for Deferred<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Deferred(read(req, state).await))
+    }
+}
+
+/// Reads and parses the body as its `Content-Type` says.
+async fn read<S, T>(req: Request, state: &S) -> Result<T, Problem>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                types::BODY_TOO_LARGE,
+                "The request body exceeds the size limit.",
+            )
+        } else {
+            Problem::new(types::MALFORMED_BODY, "The request body could not be read.")
+        }
+    })?;
+    let blank = bytes.iter().all(u8::is_ascii_whitespace);
+    let value = match content_type.as_deref() {
+        _ if blank => serde_json::from_str::<T>("{}").map_err(json_fault)?,
+        Some("application/json") => serde_json::from_slice::<T>(&bytes).map_err(json_fault)?,
+        Some(ct) if ct.ends_with("+json") => {
+            serde_json::from_slice::<T>(&bytes).map_err(json_fault)?
+        }
+        Some("application/x-www-form-urlencoded") => serde_urlencoded::from_bytes::<T>(&bytes)
+            .map_err(|e| {
+                Problem::new(
+                    types::INVALID_BODY,
+                    format!("The form does not fit this step: {e}."),
+                )
+            })?,
+        Some(other) => {
+            return Err(Problem::new(
+                types::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "`{other}` is not accepted; send application/json or application/x-www-form-urlencoded."
+                ),
+            ));
+        }
+        None => {
+            return Err(Problem::new(
+                types::UNSUPPORTED_MEDIA_TYPE,
+                "The body has no Content-Type; send application/json or application/x-www-form-urlencoded.",
+            ));
+        }
+    };
+    Ok(value)
 }
 
 fn json_fault(e: serde_json::Error) -> Problem {

@@ -27,7 +27,7 @@ use crate::app::{App, AppState};
 use crate::conversation::token::Minted;
 use crate::conversation::{Claims, Expect, Next, StateToken};
 use crate::fault::Problem;
-use crate::hypermedia::{Hal, Input, Property, Resource};
+use crate::hypermedia::{Deferred, Hal, Property, Resource};
 use crate::participant::Participant::{self, Basket, Pricing};
 
 pub const START: &str = "start-checkout";
@@ -164,10 +164,11 @@ pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal,
 pub async fn add_item(
     State(app): State<AppState>,
     token: StateToken,
-    Input(input): Input<AddItem>,
+    input: Deferred<AddItem>,
 ) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Basket, ADD_ITEM)).await?;
     let repair = |p| repair_links(&app, p, &claims, &token);
+    let input = input.read().map_err(repair)?;
     let (mut basket, kept) = kept::load_current(&app, &claims).await.map_err(repair)?;
     basket.add(&input.sku, input.quantity).map_err(repair)?;
     let minted = kept::save(&app, &claims, ADD_ITEM, &basket, kept)
@@ -195,12 +196,13 @@ pub async fn add_item(
 pub async fn remove_item(
     State(app): State<AppState>,
     token: StateToken,
-    Input(input): Input<RemoveItem>,
+    input: Deferred<RemoveItem>,
 ) -> Result<Hal, Problem> {
     let claims = app
         .verify(&token, Expect::step(Basket, REMOVE_ITEM))
         .await?;
     let repair = |p| repair_links(&app, p, &claims, &token);
+    let input = input.read().map_err(repair)?;
     let (mut basket, kept) = kept::load_current(&app, &claims).await.map_err(repair)?;
     basket.remove(&input.sku, input.quantity).map_err(repair)?;
     let minted = kept::save(&app, &claims, REMOVE_ITEM, &basket, kept)

@@ -750,3 +750,44 @@ async fn a_token_signed_by_a_retired_key_is_refused() {
     let token = ed_signed(&t.header, &fresh, &t.key.pair);
     assert_refused(&send_add_item(&app, &token).await, 401, "key is not known");
 }
+
+// ---------------------------------------------------------------------------
+// The token is judged before the body.
+
+/// Takes `add-item` with `token` and a body that is not JSON at all.
+async fn send_malformed(app: &TestApp, token: &str) -> Response {
+    let response = app
+        .client
+        .post(app.url(&format!("/basket/checkouts/add-item?state={token}")))
+        .header("content-type", "application/json")
+        .body(r#"{"sku":"#)
+        .send()
+        .await
+        .unwrap();
+    Response::read(response).await
+}
+
+#[tokio::test]
+async fn a_bad_token_is_refused_before_a_bad_body_is_read() {
+    let t = target().await;
+    // A signature that does not match: 401, whatever the body.
+    let mut tampered = t.token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_refused(&send_malformed(&t.app, &tampered).await, 401, "signature");
+    // A sound token for other steps: 403, whatever the body.
+    let claims = t.claims_with(json!({ "nxt": ["view", "cancel"] }));
+    let other_steps = t.signed(&t.header, &claims);
+    assert_refused(
+        &send_malformed(&t.app, &other_steps).await,
+        403,
+        "does not allow the step `add-item`",
+    );
+    // The right token: now the body's fault, with the basket's links to go on.
+    let response = send_malformed(&t.app, &t.token).await;
+    assert_eq!(response.status, 400, "{:#}", response.body);
+    assert_eq!(response.problem_type(), "/problems/malformed-body");
+    assert_eq!(response.body["conversation"], t.claims["cid"]);
+    assert_eq!(token_of(&response.link("basket")), t.token);
+    assert_eq!(t.send(&t.token).await.status, 200, "the token still works");
+}

@@ -11,7 +11,7 @@ use super::slip::{CANCEL_ORDER, REFUND_PAYMENT, Step};
 use crate::app::AppState;
 use crate::conversation::StateToken;
 use crate::fault::Problem;
-use crate::hypermedia::Input;
+use crate::hypermedia::Deferred;
 use crate::participant::Participant;
 
 /// The message body that travels beside the slip.
@@ -38,14 +38,14 @@ pub struct SlipMessage {
 pub async fn validate_address(
     State(app): State<AppState>,
     token: StateToken,
-    Input(message): Input<SlipMessage>,
+    message: Deferred<SlipMessage>,
 ) -> Result<Response, Problem> {
     hop::take(
         &app,
         Participant::Stores,
         Step::ValidateAddress,
         &token,
-        message.payment_method,
+        message,
     )
     .await
 }
@@ -65,16 +65,9 @@ pub async fn validate_address(
 pub async fn price(
     State(app): State<AppState>,
     token: StateToken,
-    Input(message): Input<SlipMessage>,
+    message: Deferred<SlipMessage>,
 ) -> Result<Response, Problem> {
-    hop::take(
-        &app,
-        Participant::Pricing,
-        Step::Price,
-        &token,
-        message.payment_method,
-    )
-    .await
+    hop::take(&app, Participant::Pricing, Step::Price, &token, message).await
 }
 
 #[utoipa::path(
@@ -92,14 +85,14 @@ pub async fn price(
 pub async fn take_payment(
     State(app): State<AppState>,
     token: StateToken,
-    Input(message): Input<SlipMessage>,
+    message: Deferred<SlipMessage>,
 ) -> Result<Response, Problem> {
     hop::take(
         &app,
         Participant::Payments,
         Step::TakePayment,
         &token,
-        message.payment_method,
+        message,
     )
     .await
 }
@@ -119,16 +112,9 @@ pub async fn take_payment(
 pub async fn raise_order(
     State(app): State<AppState>,
     token: StateToken,
-    Input(message): Input<SlipMessage>,
+    message: Deferred<SlipMessage>,
 ) -> Result<Response, Problem> {
-    hop::take(
-        &app,
-        Participant::Orders,
-        Step::RaiseOrder,
-        &token,
-        message.payment_method,
-    )
-    .await
+    hop::take(&app, Participant::Orders, Step::RaiseOrder, &token, message).await
 }
 
 #[utoipa::path(
@@ -146,16 +132,9 @@ pub async fn raise_order(
 pub async fn notify(
     State(app): State<AppState>,
     token: StateToken,
-    Input(message): Input<SlipMessage>,
+    message: Deferred<SlipMessage>,
 ) -> Result<Response, Problem> {
-    hop::take(
-        &app,
-        Participant::Basket,
-        Step::Notify,
-        &token,
-        message.payment_method,
-    )
-    .await
+    hop::take(&app, Participant::Basket, Step::Notify, &token, message).await
 }
 
 #[utoipa::path(

@@ -24,6 +24,8 @@ use super::steps;
 use crate::app::{App, Note};
 use crate::conversation::{Claims, Expect, Next, StateToken};
 use crate::fault::{Problem, types};
+use crate::flows::routing_slip::handlers::SlipMessage;
+use crate::hypermedia::Deferred;
 use crate::messaging::exchange;
 use crate::participant::Participant;
 use crate::store::{InboxClaim, MessageKind, Tx};
@@ -34,9 +36,10 @@ pub async fn take(
     at: Participant,
     step: Step,
     token: &StateToken,
-    card: Option<String>,
+    message: Deferred<SlipMessage>,
 ) -> Result<Response, Problem> {
     let claims = app.verify(token, Expect::step(at, step.name())).await?;
+    let card = message.read()?.payment_method;
     let mut slip = Slip::of(&claims)?;
     let here = slip
         .terms

@@ -32,7 +32,7 @@ use crate::app::{App, AppState, Note};
 use crate::conversation::continuation::HEADER;
 use crate::conversation::{Claims, Expect, Next, Pattern, StateToken, TokenError};
 use crate::fault::{Problem, types};
-use crate::hypermedia::{Hal, Input, Property, Resource};
+use crate::hypermedia::{Deferred, Hal, Property, Resource};
 use crate::participant::Participant::{Couriers, Deliveries};
 use crate::participants::couriers::{
     Availability, JobOffer, Location, SOLICIT, SOLICITATION_REPLY, Solicitation,
@@ -127,7 +127,7 @@ pub fn solicit_properties() -> Vec<Property> {
 pub async fn solicit(
     State(app): State<AppState>,
     token: StateToken,
-    Input(input): Input<SolicitInput>,
+    input: Deferred<SolicitInput>,
 ) -> Result<Response, Problem> {
     let continued = if token.0.is_empty() {
         None
@@ -140,6 +140,7 @@ pub async fn solicit(
             .await?,
         )
     };
+    let input = input.read()?;
     let pickup = input.pickup;
     if !pickup.is_valid() || input.dropoff.is_some_and(|d| !d.is_valid()) {
         return Err(Problem::new(

@@ -10,7 +10,7 @@ use super::cards::{self, Outcome};
 use crate::app::{App, AppState};
 use crate::conversation::{Claims, Expect, Next, StateToken};
 use crate::fault::{Problem, types};
-use crate::hypermedia::{Hal, Input, Resource};
+use crate::hypermedia::{Deferred, Hal, Resource};
 use crate::messaging::exchange::{self, AsyncReply};
 use crate::messaging::rules;
 use crate::participant::Participant::{Payments, Pricing};
@@ -77,7 +77,7 @@ pub async fn take_payment(
     State(app): State<AppState>,
     token: StateToken,
     headers: HeaderMap,
-    Input(input): Input<TakePayment>,
+    input: Deferred<TakePayment>,
 ) -> Result<Response, Problem> {
     let claims = app
         .verify(
@@ -85,6 +85,7 @@ pub async fn take_payment(
             Expect::step(Payments, TAKE_PAYMENT).from(&[Pricing]),
         )
         .await?;
+    let input = input.read().map_err(|p| p.in_conversation(claims.cid))?;
     let charge: Charge = serde_json::from_value(claims.st.clone()).map_err(|e| {
         Problem::new(
             types::INVALID_BODY,

@@ -28,7 +28,7 @@ use crate::config::RequestorState;
 use crate::conversation::continuation::{HEADER, StateToken};
 use crate::conversation::{Claims, Expect, Next};
 use crate::fault::{self, Problem, types};
-use crate::hypermedia::{Hal, Input, Resource};
+use crate::hypermedia::{Deferred, Hal, Resource};
 use crate::messaging::exchange;
 use crate::participant::Participant::{Orders, Payments, Pricing};
 use crate::participants::orders::{ORDER_FAULT, RAISE_ORDER};
@@ -124,7 +124,7 @@ pub async fn pay(
     State(app): State<AppState>,
     token: StateToken,
     headers: HeaderMap,
-    Input(input): Input<Pay>,
+    input: Deferred<Pay>,
 ) -> Result<Response, Problem> {
     let background = app.background.clone();
     background
@@ -137,10 +137,13 @@ async fn take_turn(
     app: AppState,
     token: StateToken,
     headers: HeaderMap,
-    input: Pay,
+    input: Deferred<Pay>,
 ) -> Result<Response, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, PAY)).await?;
     let quote: Quote = serde_json::from_value(claims.st.clone()).map_err(Problem::internal)?;
+    let repair = |problem: Problem| repair_links(&app, problem, &claims, &token, &quote);
+    let input = input.read().map_err(repair)?;
+    let body = json!({ "card_number": input.card_number });
     let order_id = order_id_for(&claims);
     let charge =
         json!({ "amount": quote.total, "currency": quote.currency, "attempt": claims.jti });
@@ -151,8 +154,6 @@ async fn take_turn(
             .allow(&[TAKE_PAYMENT])
             .state(charge),
     )?;
-    let body = json!({ "card_number": input.card_number });
-    let repair = |problem: Problem| repair_links(&app, problem, &claims, &token, &quote);
     let (address, robust) = (input.address, input.robust.unwrap_or(true));
     if !prefers_async(&headers) {
         let reply = app

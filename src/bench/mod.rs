@@ -129,11 +129,21 @@ pub struct BenchArgs {
     /// open-conversations and token-growth: offer this many iterations per
     /// second in all, open loop, with --concurrency the most in flight at once
     /// (default: closed loop, each worker as fast as it is answered).
-    #[arg(long)]
+    #[arg(long, value_parser = per_second)]
     pub rate: Option<f64>,
     /// token-growth: how many turns.
     #[arg(long, default_value_t = 1000)]
     pub turns: usize,
+}
+
+/// A rate: a finite number above zero, per second.
+fn per_second(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "`{value}` is not a rate: give a number above 0, per second"
+        )),
+    }
 }
 
 impl BenchArgs {
@@ -214,4 +224,18 @@ pub async fn main(args: BenchArgs) -> anyhow::Result<()> {
         print!("{report}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::per_second;
+
+    #[test]
+    fn a_rate_is_a_finite_number_above_zero() {
+        assert_eq!(per_second("525"), Ok(525.0));
+        assert_eq!(per_second(" 0.5 "), Ok(0.5));
+        for bad in ["0", "-1", "NaN", "inf", "fast", ""] {
+            assert!(per_second(bad).is_err(), "{bad:?} was taken");
+        }
+    }
 }

@@ -211,6 +211,8 @@ async fn the_conversation_renders_as_a_mermaid_sequence_diagram() {
 #[tokio::test]
 async fn a_participants_journal_lists_what_it_sent_and_received() {
     let app = spawn_app().await;
+    // Deliveries' side of the journal below starts from order.placed.
+    app.deliveries_subscribed().await;
     let (cid, _) = paid_checkout(&app).await;
     let journal = app
         .get(&format!("/pricing/journal?conversation={cid}"))

@@ -65,6 +65,8 @@ async fn couriers_registered(app: &TestApp) {
         assert!(Instant::now() < deadline, "couriers did not register");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // A paid order reaches deliveries only once it has subscribed.
+    app.deliveries_subscribed().await;
 }
 
 #[tokio::test]

@@ -208,6 +208,28 @@ fn skip_the_postgres_leg() -> ! {
 
 impl TestApp {
     /// The URL of this server's database, whichever the engine.
+    /// Waits until deliveries has subscribed to orders' events, which it
+    /// does in the background once the server is up: an order placed
+    /// before that is published to the feed only, and no delivery starts.
+    pub async fn deliveries_subscribed(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // The server may still be creating its database.
+            if let Ok(store) = conversant::store::Store::connect(&self.database()).await {
+                let subscribed = store.saga_subscription("orders").await;
+                store.close().await;
+                if matches!(subscribed, Ok(Some(_))) {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deliveries did not subscribe to orders"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     pub fn database(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
             format!(

@@ -143,6 +143,8 @@ async fn couriers_registered(app: &TestApp, entry: &Response) {
         r.body["count"] == 5
     })
     .await;
+    // A paid order reaches deliveries only once it has subscribed.
+    app.deliveries_subscribed().await;
 }
 
 /// A turn the client saw: its token's message id and the `turn` shown.

@@ -313,6 +313,8 @@ async fn until(
 #[tokio::test]
 async fn a_slip_that_cancels_its_order_stops_the_order_s_delivery_too() {
     let app = spawn_app().await;
+    // The order's delivery starts from order.placed, once deliveries has subscribed.
+    app.deliveries_subscribed().await;
     let slip = started(
         &app,
         json!({

@@ -182,10 +182,8 @@ pub(crate) async fn drive<W: Workload>(
         Stop::After(_) => None,
     };
     let tickets = Arc::new(AtomicU64::new(0));
-    let interval = options
-        .rate
-        .filter(|rate| *rate > 0.0)
-        .map(|rate| Duration::from_secs_f64(1.0 / rate));
+    let offered = options.rate.filter(|rate| *rate > 0.0);
+    let interval = offered.map(|rate| Duration::from_secs_f64(1.0 / rate));
     let arrivals = Arc::new(AtomicU64::new(0));
     let cpu_at_start = options.server_pid.map(|pid| {
         tokio::spawn(async move {
@@ -269,7 +267,7 @@ pub(crate) async fn drive<W: Workload>(
             (((server1 - server0 + bench1 - bench0) / seconds * 100.0).round() / 100.0).into(),
         );
     }
-    if let Some(rate) = options.rate.filter(|_| interval.is_some()) {
+    if let Some(rate) = offered {
         extra.insert("offered_per_s".into(), rate.into());
     }
     let latency = match W::MEASURED_STEP.and_then(|step| total.steps.0.get(step)) {
@@ -298,7 +296,7 @@ pub(crate) async fn drive<W: Workload>(
         latency,
         steps,
         extra,
-        notes: interval
+        notes: offered
             .map(|_| {
                 "open loop: iterations offered at a fixed rate; latency from when each was due, \
                  its wait for a free worker included"

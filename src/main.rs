@@ -10,6 +10,20 @@ use conversant::conversation::KeyRing;
 use conversant::participant::Participant;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of glibc's malloc: a turn allocates and frees many
+/// short-lived strings (hrefs, tokens, the HAL body), and glibc's malloc and
+/// free were a fifth of a turn's server CPU in `perf`. Measured A/B, same
+/// binary as server and load generator: the HS256 turn's server CPU went
+/// from 44 to 34 µs and its throughput up 20%, `/health` unchanged.
+/// The checkout's server CPU went from about 1,750 to 1,380 µs per
+/// conversation. mimalloc was tried before and dropped because an idle
+/// server kept the memory it had freed; jemalloc gives it back (20 s after a
+/// checkout burst: 235 → 143 MiB, where glibc stayed at 214), and the
+/// `open-conversations` RSS stays flat.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "conversant",
@@ -65,6 +79,10 @@ enum KeysCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Purge freed pages in the background, so an idle server gives back what
+    // a burst took (without it, only later allocations purge).
+    #[cfg(not(target_env = "msvc"))]
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -78,7 +78,7 @@ pub enum Scenario {
 /// `conversant bench`.
 #[derive(Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// The running service.
+    /// The running service, as http://host:port (plain HTTP: run the bench next to it).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub target: String,
     #[arg(long, value_enum)]

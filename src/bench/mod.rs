@@ -12,6 +12,7 @@
 //! | `baseline` | `GET /health` | requests |
 //! | `turn` | a basket `add-item` or `remove-item` (verify, act, sign, render) | requests |
 //! | `turn-stateful` | the same against a server with `--basket-state store`: the basket read from and written to the store | requests |
+//! | `view` | `GET` a basket's `self` link: verify and render a turn's answer, no signature, no journal | requests |
 //! | `pay-async` | a checkout whose `pay` is asynchronous; latency of `pay` only | conversations |
 //! | `checkout` | start, add-item, checkout, pay | conversations |
 //! | `relay` | checkouts whose `order.placed` webhooks reach a local subscriber | messages |
@@ -47,7 +48,7 @@ pub use driver::{Options, Stop};
 pub use open::{Memory, memory, open_conversations};
 pub use relay::relay;
 pub use report::{Percentiles, Report};
-pub use turn::{token_growth, turn, turn_stateful};
+pub use turn::{token_growth, turn, turn_stateful, view};
 
 /// The scenarios of `conversant bench`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -58,6 +59,8 @@ pub enum Scenario {
     Turn,
     /// The same turn with the basket in the store (the server runs with --basket-state store).
     TurnStateful,
+    /// A basket's `self` link read over and over: a turn's answer, verified and rendered, neither signed nor journalled.
+    View,
     /// The asynchronous `pay` turn, whose pending state the server keeps per --requestor-state.
     PayAsync,
     /// Whole checkout conversations.
@@ -178,6 +181,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         Scenario::Baseline => baseline(&options).await,
         Scenario::Turn => turn(&options).await,
         Scenario::TurnStateful => turn_stateful(&options).await,
+        Scenario::View => view(&options).await,
         Scenario::PayAsync => pay_async(&options).await,
         Scenario::Checkout => checkout(&options).await,
         Scenario::Relay => {

@@ -16,6 +16,16 @@
 //! with a compare-and-set. Each worker first checks that the server really
 //! keeps its basket there (an older link must be refused as stale), so the
 //! figure cannot be taken against a stateless server by mistake.
+//!
+//! `view` takes a turn apart: each worker holds a basket with one item and
+//! follows its `self` link again and again. The server verifies the token
+//! and renders the very answer an `add-item` turn sends (the same links and
+//! templates, the same token in each), but signs nothing and journals
+//! nothing (a read step), so `view` against `turn` is what the mint, the
+//! journal and the request body cost, and `view` against `baseline` what
+//! verifying and carrying the conversation's links cost. Each answer must
+//! carry the very token the request did, so the figure cannot be taken
+//! against a server that signs on a read.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,6 +100,42 @@ impl Workload for Turn {
     ) -> Result<(), Failure> {
         next_turn(http, basket).await.map(drop)
     }
+}
+
+/// The `view` read: a basket with one item, its `self` link followed.
+struct View;
+
+impl Workload for View {
+    /// The basket's `self` href.
+    type Worker = String;
+
+    async fn begin(&self, http: &Http) -> Result<String, Failure> {
+        let mut basket = Basket {
+            doc: start(http).await?,
+            holds_item: false,
+        };
+        next_turn(http, &mut basket).await?;
+        Ok(basket.doc.link("self")?.to_owned())
+    }
+
+    async fn iterate(&self, http: &Http, href: &mut String, _: &mut Steps) -> Result<(), Failure> {
+        let doc = http.get(href, 200).await?;
+        if doc.link("self")? == href.as_str() {
+            Ok(())
+        } else {
+            Err(Failure(
+                "GET view: the answer carries a new token; a read should not sign".to_owned(),
+            ))
+        }
+    }
+}
+
+/// Runs `view`: the basket read through its `self` link, each one request.
+pub async fn view(options: &Options) -> anyhow::Result<Report> {
+    let http = Http::new(&options.target, options.concurrency)?;
+    Ok(driver::drive("view", "requests", options, &http, Arc::new(View))
+        .await
+        .note("one read of a basket with one item: verify the token, render the same answer as a turn; no signature, no journal"))
 }
 
 /// Runs `turn`: add-item / remove-item turns, each one request.

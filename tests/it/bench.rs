@@ -28,6 +28,7 @@ async fn baseline_and_turn_run_without_errors() {
     for report in [
         bench::baseline(&options).await.unwrap(),
         bench::turn(&options).await.unwrap(),
+        bench::view(&options).await.unwrap(),
     ] {
         assert_eq!(report.errors, 0, "{report}");
         assert!(report.count > 0 && report.rate > 0.0, "{report}");

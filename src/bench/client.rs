@@ -260,7 +260,11 @@ impl Http {
         }
         let request = request.body(body).map_err(|e| fail(&e))?;
         let answer = async {
-            let response = self.client.request(request).await.map_err(|e| fail(&e))?;
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| fail(&causes(&e)))?;
             let status = response.status();
             let bytes = response
                 .into_body()
@@ -272,8 +276,22 @@ impl Http {
         };
         tokio::time::timeout(TIMEOUT, answer)
             .await
-            .unwrap_or_else(|_| Err(fail(&"no answer within 30 s")))
+            .unwrap_or_else(|_| Err(fail(&format_args!("no answer within {TIMEOUT:?}"))))
     }
+}
+
+/// An error with its causes, `: `-separated ("client error (Connect): tcp
+/// connect error: Connection refused"): hyper's own message names only the
+/// kind. None of them carries the URL.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -50,6 +50,16 @@ pub(crate) struct Basket {
     holds_item: bool,
 }
 
+impl Basket {
+    /// A new, empty basket.
+    async fn open(http: &Http) -> Result<Basket, Failure> {
+        Ok(Basket {
+            doc: start(http).await?,
+            holds_item: false,
+        })
+    }
+}
+
 /// Starts a basket (`POST /basket/checkouts`, 201).
 pub(crate) async fn start(http: &Http) -> Result<Doc, Failure> {
     http.post("/basket/checkouts", None, &[], 201).await
@@ -73,10 +83,7 @@ impl Workload for Turn {
     type Worker = Basket;
 
     async fn begin(&self, http: &Http) -> Result<Basket, Failure> {
-        let mut basket = Basket {
-            doc: start(http).await?,
-            holds_item: false,
-        };
+        let mut basket = Basket::open(http).await?;
         if self.stateful {
             let first = basket.doc.link("add-item")?.to_owned();
             next_turn(http, &mut basket).await?;
@@ -110,10 +117,7 @@ impl Workload for View {
     type Worker = String;
 
     async fn begin(&self, http: &Http) -> Result<String, Failure> {
-        let mut basket = Basket {
-            doc: start(http).await?,
-            holds_item: false,
-        };
+        let mut basket = Basket::open(http).await?;
         next_turn(http, &mut basket).await?;
         Ok(basket.doc.link("self")?.to_owned())
     }

@@ -165,12 +165,8 @@ pub async fn turn_stateful(options: &Options) -> anyhow::Result<Report> {
 /// the other, reporting the token's length before and after.
 pub async fn token_growth(target: &str, turns: usize) -> anyhow::Result<Report> {
     let http = Http::new(target, 1)?;
-    let first = start(&http).await.map_err(anyhow::Error::msg)?;
-    let initial = first.token("self").map_err(anyhow::Error::msg)?.len();
-    let mut basket = Basket {
-        doc: first,
-        holds_item: false,
-    };
+    let mut basket = Basket::open(&http).await.map_err(anyhow::Error::msg)?;
+    let initial = basket.doc.token("self").map_err(anyhow::Error::msg)?.len();
     let mut longest = initial;
     let mut steps = Steps::default();
     let began = Instant::now();

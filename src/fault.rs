@@ -89,7 +89,7 @@ pub mod types {
         NOT_YET = ("not-yet", NOT_FOUND, "Not there yet");
         NOT_CAPTURED = ("not-captured", CONFLICT, "The payment was never captured");
         NOT_PLACED = ("not-placed", CONFLICT, "The order was never placed");
-        ALREADY_PAID = ("already-paid", CONFLICT, "The checkout is paid: it can no longer be cancelled");
+        ALREADY_PAID = ("already-paid", CONFLICT, "The conversation is paid already: no branch of it is paid again");
         STORE_CLOSED = ("store-closed", UNPROCESSABLE_ENTITY, "The store is closed");
         OUTSIDE_DELIVERY_AREA = ("outside-delivery-area", UNPROCESSABLE_ENTITY, "The address is outside the delivery area");
         CHAOS = ("chaos", SERVICE_UNAVAILABLE, "A failure injected by the chaos setting");
@@ -291,6 +291,19 @@ pub fn from_peer(body: &Value, from: crate::participant::Participant) -> Problem
             let mut problem = Problem::new(*kind, detail);
             if let Some(seconds) = body["retry_after"].as_u64() {
                 problem = problem.retry_after(seconds);
+            }
+            // What the provider links to (the payment a conversation was
+            // paid with, its order) stays true for the requestor's client.
+            for name in ["payment_id", "order_id"] {
+                if let Some(value) = body.get(name) {
+                    problem = problem.with(name, value);
+                }
+            }
+            let links = body["_links"].as_object().into_iter().flatten();
+            for (rel, link) in links {
+                if let Some(href) = link["href"].as_str() {
+                    problem = problem.link(rel, href);
+                }
             }
             problem
         }

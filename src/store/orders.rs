@@ -1,5 +1,9 @@
 //! Orders: the durable effect of "raise order" (In-Only, Robust In-Only).
 //!
+//! A conversation has at most one order, whatever raised it (the checkout's
+//! turn, a routing slip, a retry): the unique index
+//! `orders_one_per_conversation` (migration 0011).
+//!
 //! A paid basket is sent to orders fire-and-forget. Placing the order is a
 //! durable step: in one transaction orders claims the message in the inbox,
 //! inserts the order here (placed, or rejected with a reason) and enqueues
@@ -61,6 +65,14 @@ impl Store {
         }))
     }
 
+    /// [`Tx::order_of_conversation`], outside a transaction.
+    pub async fn order_of_conversation(
+        &self,
+        conversation_id: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        order_of(self.reader().await?.as_conn(), conversation_id).await
+    }
+
     /// Moves an order to `status`, recording `reason`; `NotFound` if absent.
     pub async fn set_order_status(
         &self,
@@ -76,6 +88,16 @@ impl Tx {
     /// [`Store::insert_order`] inside this transaction.
     pub async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError> {
         insert(self.conn(), order).await
+    }
+
+    /// The order of conversation `conversation_id`, if one was raised: a
+    /// conversation has at most one (the unique index
+    /// `orders_one_per_conversation`).
+    pub async fn order_of_conversation(
+        &mut self,
+        conversation_id: &str,
+    ) -> Result<Option<Order>, StoreError> {
+        order_of(self.conn(), conversation_id).await
     }
 
     /// [`Store::set_order_status`] inside this transaction.
@@ -131,6 +153,14 @@ async fn insert(conn: Conn<'_>, o: &Order) -> Result<(), StoreError> {
             .await?;
     });
     Ok(())
+}
+
+async fn order_of(conn: Conn<'_>, conversation_id: &str) -> Result<Option<Order>, StoreError> {
+    const SQL: &str = "SELECT id, conversation_id, store, items, total, currency, payment_id, \
+         status, reason, created_at FROM orders WHERE conversation_id = $1";
+    Ok(on_conn!(conn, c => {
+        sqlx::query_as(SQL).bind(conversation_id).fetch_optional(&mut *c).await?
+    }))
 }
 
 async fn set_status(

@@ -383,6 +383,7 @@ async fn payments_insert_get_set_status(store: Store) {
         status: PaymentStatus::Captured,
         reason: None,
         created_at: now_ms(),
+        order_id: Some(id()),
     };
     store.insert_payment(&p).await.unwrap();
     assert!(matches!(

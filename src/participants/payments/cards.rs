@@ -62,6 +62,7 @@ pub fn charge(
         status,
         reason: reason.map(str::to_owned),
         created_at: now_ms(),
+        order_id: None,
     };
     let answer = match card.outcome {
         Outcome::Declined => Err(Problem::new(types::CARD_DECLINED, "The card was declined.")),

@@ -23,7 +23,7 @@ mod refund;
 mod take;
 
 pub use refund::{REFUND, REFUND_REPLY, RefundRequest};
-pub use take::{PaymentAck, TAKE_PAYMENT, take_payment};
+pub use take::{PaymentAck, TAKE_PAYMENT, paid_already, take_payment};
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

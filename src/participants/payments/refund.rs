@@ -69,8 +69,9 @@ pub async fn refund(State(app): State<AppState>, token: StateToken) -> Result<Re
         .await
         .map_err(|e| fault::from_store(e, "payment").in_conversation(claims.cid))?;
     match payment.status {
+        // Of refunds racing for one payment, exactly one moves it.
         PaymentStatus::Captured => {
-            tx.set_payment_status(&payment.id, PaymentStatus::Refunded, Some(&request.reason))
+            tx.refund_captured_payment(&payment.id, Some(&request.reason))
                 .await
                 .map_err(Problem::internal)?;
         }

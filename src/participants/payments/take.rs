@@ -13,8 +13,8 @@ use crate::fault::{Problem, types};
 use crate::hypermedia::{Deferred, Hal, Resource};
 use crate::messaging::exchange::{self, AsyncReply};
 use crate::messaging::rules;
-use crate::participant::Participant::{Payments, Pricing};
-use crate::store::{InboxClaim, MessageKind, PaymentStatus};
+use crate::participant::Participant::{Orders, Payments, Pricing};
+use crate::store::{InboxClaim, MessageKind, Payment, PaymentStatus, StoreError};
 
 pub const TAKE_PAYMENT: &str = "take-payment";
 /// The step a payment reply performs at the requestor.
@@ -33,6 +33,9 @@ pub struct Charge {
     pub currency: String,
     /// The checkout attempt (the id of the client's `pay` message): the inbox key.
     pub attempt: String,
+    /// The order this payment pays for, kept with the payment.
+    #[serde(default)]
+    pub order: Option<String>,
 }
 
 /// The acknowledgement: the payment was taken.
@@ -68,6 +71,7 @@ struct Stored {
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 402, description = "Declined or insufficient funds (fault replaces message)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The conversation has a payment already: nothing is charged (links to it and its order)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "The card number is not valid", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The processor is unavailable; retry after Retry-After", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
@@ -182,15 +186,36 @@ async fn charge_once(
         }
         InboxClaim::Claimed => crate::crash::point("inbox-after-claim"),
     }
-    let (payment, answer) = cards::charge(
-        card,
-        &claims.cid.to_string(),
-        charge.amount,
-        &charge.currency,
-    );
-    tx.insert_payment(&payment)
+    let cid = claims.cid.to_string();
+    // Once per conversation, whatever branch asks: an earlier branch's
+    // capture answers this one, and nothing is charged (nor claimed: the
+    // transaction is dropped, so the same attempt is judged again if retried).
+    if let Some(paid) = tx
+        .capture_of_conversation(&cid)
         .await
-        .map_err(Problem::internal)?;
+        .map_err(Problem::internal)?
+    {
+        drop(tx);
+        return already_paid(app, claims, &paid, reply_to).await;
+    }
+    let (mut payment, answer) = cards::charge(card, &cid, charge.amount, &charge.currency);
+    payment.order_id = charge.order.clone();
+    match tx.insert_payment(&payment).await {
+        Ok(()) => {}
+        // A branch racing this one captured first (the unique index
+        // `payments_one_capture`, PostgreSQL's concurrent writers).
+        Err(StoreError::Conflict) => {
+            drop(tx);
+            let paid = app
+                .store
+                .capture_of_conversation(&cid)
+                .await
+                .map_err(Problem::internal)?
+                .ok_or_else(|| Problem::internal("a payment conflict without a capture"))?;
+            return already_paid(app, claims, &paid, reply_to).await;
+        }
+        Err(e) => return Err(Problem::internal(e)),
+    }
     let (body, code) = match answer {
         Ok(ack) => (
             serde_json::to_value(ack).map_err(Problem::internal)?,
@@ -228,6 +253,62 @@ async fn charge_once(
         app.relay.wake();
     }
     Ok((stored, true))
+}
+
+/// The answer to a branch of a conversation that is paid already: `409
+/// already-paid`, signed like any reply, with links to the payment and its
+/// order. Nothing was charged, and nothing is kept for the attempt.
+async fn already_paid(
+    app: &App,
+    claims: &Claims,
+    paid: &Payment,
+    reply_to: Option<&AsyncReply>,
+) -> Result<(Stored, bool), Problem> {
+    tracing::info!(conversation = %claims.cid, payment = %paid.id, "a branch of a paid conversation asked to pay: nothing charged");
+    let problem = paid_already(
+        app,
+        paid,
+        "This conversation is paid already; nothing was charged again.",
+    );
+    let stored = reply(app, claims, &problem.body(), problem.status())?;
+    if let Some(reply_to) = reply_to {
+        let mut tx = app.store.begin().await.map_err(Problem::internal)?;
+        exchange::enqueue_reply(
+            &mut tx,
+            Payments,
+            reply_to,
+            &stored.token,
+            stored.status,
+            &stored.body,
+        )
+        .await?;
+        tx.commit().await.map_err(Problem::internal)?;
+        app.relay.wake();
+    }
+    Ok((stored, false))
+}
+
+/// `409 already-paid` for the conversation that `paid` paid: links to the
+/// payment, its order (when the payer named one) and the conversation.
+pub fn paid_already(app: &App, paid: &Payment, detail: &str) -> Problem {
+    let mut problem = Problem::new(types::ALREADY_PAID, detail)
+        .with("payment_id", &paid.id)
+        .link(
+            "payment",
+            app.href(Payments, &format!("/payments/{}", paid.id)),
+        );
+    if let Some(order) = &paid.order_id {
+        problem = problem
+            .with("order_id", order)
+            .link("order", app.href(Orders, &format!("/orders/{order}")));
+    }
+    match paid.conversation_id.parse() {
+        Ok(cid) => problem.in_conversation(cid).link(
+            "conversation",
+            app.root_href(&format!("/conversations/{}", paid.conversation_id)),
+        ),
+        Err(_) => problem,
+    }
 }
 
 /// Signs the reply (acknowledgement or fault) so the requestor can verify who sent it.

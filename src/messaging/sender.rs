@@ -271,6 +271,11 @@ impl Reply {
             }
             return Ok(response);
         }
+        // A paid conversation is a fact about the whole conversation, not a
+        // failure of the provider: the client hears it as it is.
+        if self.body["type"] == "/problems/already-paid" {
+            return Err(crate::fault::from_peer(&self.body, from));
+        }
         let title = self.body["title"].as_str().unwrap_or("no problem document");
         tracing::warn!(%from, status = %self.status, problem = %self.body, "provider refused");
         Err(Problem::new(

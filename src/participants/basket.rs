@@ -221,7 +221,7 @@ pub async fn remove_item(
         (status = 200, description = "The priced basket under pricing's token, with pay and cancel links", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 409, description = "The basket changed since this link was issued (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The conversation was paid already (links to the payment and its order), or the basket changed since this link was issued (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 410, description = "The basket is no longer kept (--basket-state store)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 502, description = "Pricing could not be reached or refused", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 504, description = "Pricing did not answer in time", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),

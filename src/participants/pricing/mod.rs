@@ -27,6 +27,8 @@ use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Property, Resource};
 use crate::messaging::sender::SendError;
 use crate::participant::Participant::{Basket, Payments, Pricing};
+use crate::participants::payments;
+use crate::store::Payment;
 
 pub const PRICE: &str = "price";
 pub const VIEW: &str = "view";
@@ -138,7 +140,10 @@ pub(crate) fn render(app: &App, minted: &Minted) -> Resource {
     responses(
         (status = 200, description = "The priced basket under pricing's token", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
-        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),        (status = 422, description = "An item is not on the menu", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The conversation was paid already: its basket is not priced again (links to the payment and its order)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "An item is not on the menu", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 502, description = "Payments could not say whether the conversation was paid", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 pub async fn quote(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
@@ -151,6 +156,12 @@ pub async fn quote(State(app): State<AppState>, token: StateToken) -> Result<Hal
             format!("The basket cannot be read: {e}."),
         )
     })?;
+    refuse_if_paid(
+        &app,
+        &claims,
+        "This conversation was paid already: its basket is not priced again. Its order is at the order link.",
+    )
+    .await?;
     let quote = price(&request).map_err(|p| p.in_conversation(claims.cid))?;
     let st = serde_json::to_value(&quote).map_err(Problem::internal)?;
     let minted = app.mint(
@@ -201,50 +212,46 @@ pub async fn view(State(app): State<AppState>, token: StateToken) -> Result<Hal,
 )]
 pub async fn cancel(State(app): State<AppState>, token: StateToken) -> Result<Hal, Problem> {
     let claims = app.verify(&token, Expect::step(Pricing, CANCEL)).await?;
-    refuse_if_paid(&app, &claims).await?;
+    refuse_if_paid(
+        &app,
+        &claims,
+        "This checkout was paid, so it can no longer be cancelled.",
+    )
+    .await?;
     Ok(Hal::ok(basket::cancelled(&app, &claims)))
 }
 
-/// A signed token cannot be revoked: the priced checkout's `cancel` link
-/// still verifies after `pay` succeeded. So cancel asks payments (a query,
-/// over HTTP) whether this conversation has a captured payment, and refuses
-/// with a link to it: a paid checkout ends by its order, or by a refund.
-async fn refuse_if_paid(app: &App, claims: &Claims) -> Result<(), Problem> {
+/// A signed token cannot be revoked: the priced checkout's `cancel` link,
+/// and the basket's `checkout` link before it, still verify after `pay`
+/// succeeded (the browser's Back button brings them back). So `cancel` and
+/// `price` ask payments (a query, over HTTP) whether this conversation has a
+/// payment that took money, and refuse with `409 already-paid`, linking to
+/// the payment and its order: a paid conversation ends by its order, or by
+/// a refund, and is never priced or paid a second time.
+async fn refuse_if_paid(app: &App, claims: &Claims, detail: &str) -> Result<(), Problem> {
     let path = format!("/payments?conversation={}", claims.cid);
     let reply = match app.sender.get(Payments, &path).await {
         Ok(reply) => reply,
         // No route to payments: nothing can have been paid through this pricing.
         Err(SendError::Unknown(_)) => return Ok(()),
-        Err(e) => return Err(Problem::from(e)),
+        Err(e) => return Err(Problem::from(e).in_conversation(claims.cid)),
     };
     if !reply.status.is_success() {
         return Err(Problem::new(
             types::PEER_UNAVAILABLE,
             "Payments could not say whether this checkout was paid.",
-        ));
+        )
+        .in_conversation(claims.cid));
     }
-    let captured = reply.body["_embedded"]["payments"]
+    let paid = reply.body["_embedded"]["payments"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|p| p["status"] == "captured");
-    match captured {
+        .filter(|p| p["status"] != "declined")
+        .find_map(|p| serde_json::from_value::<Payment>(p.clone()).ok());
+    match paid {
         None => Ok(()),
-        Some(payment) => {
-            let href = payment["_links"]["self"]["href"]
-                .as_str()
-                .unwrap_or_default();
-            Err(Problem::new(
-                types::ALREADY_PAID,
-                "This checkout was paid, so it can no longer be cancelled.",
-            )
-            .in_conversation(claims.cid)
-            .link("payment", href)
-            .link(
-                "conversation",
-                app.root_href(&format!("/conversations/{}", claims.cid)),
-            ))
-        }
+        Some(payment) => Err(payments::paid_already(app, &payment, detail)),
     }
 }
 

@@ -112,6 +112,7 @@ pub struct RaiseOrder {
         (status = 401, description = "Missing, invalid or expired token", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 402, description = "Declined or insufficient funds; links to pay again or cancel", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "The token does not allow this step here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 409, description = "The conversation was paid already, by another branch of it: nothing was charged (links to the payment and its order)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 422, description = "The card number is not valid", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "The processor is unavailable; retry after Retry-After", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 504, description = "Payments did not answer in time", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
@@ -145,8 +146,12 @@ async fn take_turn(
     let input = input.read().map_err(repair)?;
     let body = json!({ "card_number": input.card_number });
     let order_id = order_id_for(&claims);
-    let charge =
-        json!({ "amount": quote.total, "currency": quote.currency, "attempt": claims.jti });
+    let charge = json!({
+        "amount": quote.total,
+        "currency": quote.currency,
+        "attempt": claims.jti,
+        "order": order_id,
+    });
     let request = app.mint(
         Pricing,
         Next::after(&claims, PAY)
@@ -173,9 +178,13 @@ async fn take_turn(
                 MessageKind::Fault,
                 fault_record(&claims, &reply.body, Payments.as_str(), Pricing.as_str()),
             );
-            return Err(repair(
-                fault::from_peer(&reply.body, Payments).in_conversation(claims.cid),
-            ));
+            let fault = fault::from_peer(&reply.body, Payments).in_conversation(claims.cid);
+            // Another branch paid: nothing to repair, and its links say where
+            // the payment and the order are.
+            if fault.kind() == types::ALREADY_PAID {
+                return Err(fault);
+            }
+            return Err(repair(fault));
         };
         let ack_claims = app
             .verify(

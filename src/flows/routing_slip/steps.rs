@@ -62,11 +62,9 @@ pub async fn compensate(
                 .get_payment(&ack.payment_id)
                 .await
                 .map_err(|e| fault::from_store(e, "payment"))?;
-            if payment.status == PaymentStatus::Captured {
-                tx.set_payment_status(&payment.id, PaymentStatus::Refunded, Some(&failed))
-                    .await
-                    .map_err(Problem::internal)?;
-            }
+            tx.refund_captured_payment(&payment.id, Some(&failed))
+                .await
+                .map_err(Problem::internal)?;
             Ok(
                 json!({ "payment_id": payment.id, "amount": payment.amount, "status": PaymentStatus::Refunded }),
             )
@@ -169,6 +167,20 @@ async fn take_payment(
         )
     })?;
     let card = crate::participants::payments::methods::resolve(app, method).await?;
+    // One payment that takes money per slip (its conversation).
+    if let Some(paid) = tx
+        .capture_of_conversation(&claims.cid.to_string())
+        .await
+        .map_err(Problem::internal)?
+    {
+        return Ok(json!(PaymentAck {
+            payment_id: paid.id,
+            amount: paid.amount,
+            currency: paid.currency,
+            last4: paid.last4.unwrap_or_default(),
+            status: paid.status,
+        }));
+    }
     if card.outcome == Outcome::ProcessorUnavailable {
         return Err(Problem::new(
             types::PROCESSOR_UNAVAILABLE,
@@ -195,6 +207,14 @@ async fn raise_order(
 ) -> Result<Value, Problem> {
     let quote: Priced = slip.result_of(Step::Price)?;
     let payment: PaymentAck = slip.result_of(Step::TakePayment)?;
+    // One order per slip (its conversation), however its hop arrives.
+    if let Some(placed) = tx
+        .order_of_conversation(&claims.cid.to_string())
+        .await
+        .map_err(Problem::internal)?
+    {
+        return Ok(json!({ "order_id": placed.id, "status": placed.status }));
+    }
     let stores = stores_of(&slip.terms.items)?;
     for store in &stores {
         orders::serves(store, None)?;

@@ -26,7 +26,9 @@ use crate::messaging::exchange::{self, AsyncReply, KIND_IN_ONLY};
 use crate::messaging::rules;
 use crate::participant::Participant::{Orders, Pricing};
 use crate::participants::menu;
-use crate::store::{InboxClaim, MessageKind, NewOutboxMessage, Order, OrderStatus, now_ms};
+use crate::store::{
+    InboxClaim, MessageKind, NewOutboxMessage, Order, OrderStatus, StoreError, now_ms,
+};
 
 /// The step a fault from orders performs at the requestor.
 pub const ORDER_FAULT: &str = "order-fault";
@@ -103,6 +105,18 @@ pub async fn raise_order(
         return Ok(accepted());
     }
     crate::crash::point("inbox-after-claim");
+    // One order per conversation, whatever raised it: a branch of the
+    // conversation raising a second one changes nothing (the claim above is
+    // kept, so its redelivery is a duplicate too).
+    if let Some(placed) = tx
+        .order_of_conversation(&claims.cid.to_string())
+        .await
+        .map_err(Problem::internal)?
+    {
+        tracing::info!(conversation = %claims.cid, order = %placed.id, raised = %message.order_id, "the conversation has its order: no second one");
+        tx.commit().await.map_err(Problem::internal)?;
+        return Ok(accepted());
+    }
     let mut order = Order {
         id: message.order_id.clone(),
         conversation_id: claims.cid.to_string(),
@@ -119,7 +133,7 @@ pub async fn raise_order(
         (Some(problem), Some(fault_to)) => {
             order.status = OrderStatus::Rejected;
             order.reason = Some(problem.kind().slug.to_owned());
-            tx.insert_order(&order).await.map_err(Problem::internal)?;
+            insert_once(tx.insert_order(&order).await)?;
             let problem = problem
                 .in_conversation(claims.cid)
                 .with("order_id", &order.id);
@@ -142,7 +156,7 @@ pub async fn raise_order(
             .await?;
         }
         _ => {
-            tx.insert_order(&order).await.map_err(Problem::internal)?;
+            insert_once(tx.insert_order(&order).await)?;
             let mut data = json!({
                 "order_id": order.id,
                 "conversation": order.conversation_id,
@@ -161,6 +175,20 @@ pub async fn raise_order(
     crate::crash::point("after-commit");
     app.relay.wake();
     Ok(accepted())
+}
+
+/// The insert of a conversation's order. A conflict is another branch's
+/// order committed meanwhile (PostgreSQL's concurrent writers): nothing is
+/// kept of this attempt, and its redelivery finds that order.
+fn insert_once(inserted: Result<(), StoreError>) -> Result<(), Problem> {
+    match inserted {
+        Ok(()) => Ok(()),
+        Err(StoreError::Conflict) => Err(Problem::new(
+            types::ALREADY_PAID,
+            "The conversation's order was raised by another branch meanwhile.",
+        )),
+        Err(e) => Err(Problem::internal(e)),
+    }
 }
 
 /// Whether the order can be placed: every store open, the address within reach.

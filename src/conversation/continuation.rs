@@ -32,6 +32,24 @@ impl StateToken {
     }
 }
 
+impl StateToken {
+    /// When the token expires (its `exp`, in Unix seconds), read without
+    /// verifying anything: for a sender deciding whether a message is still
+    /// worth sending (its receiver would refuse it), never for trusting it.
+    pub fn unverified_expiry(&self) -> Option<i64> {
+        use base64::Engine as _;
+        let payload = self.0.split('.').nth(1)?;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        #[derive(serde::Deserialize)]
+        struct Exp {
+            exp: i64,
+        }
+        serde_json::from_slice::<Exp>(&json).ok().map(|e| e.exp)
+    }
+}
+
 /// The `state` parameter of a query string. A token is base64url and dots,
 /// so it needs no decoding; a value with escapes in it is decoded as a form
 /// value would be.

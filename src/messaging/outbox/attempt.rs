@@ -1,5 +1,10 @@
 //! One delivery attempt: the POST, and what its answer means.
 //!
+//! A message whose conversation token has expired is not sent at all: its
+//! receiver would refuse it, now and at every retry, so it is dead at once
+//! (an `order.placed` redelivered a day late starts no delivery; an operator
+//! sees it among the dead letters).
+//!
 //! 2xx: delivered. `410 Gone`: the receiver wants no more (a webhook
 //! subscription is disabled) — dead. A refused reply continuation (4xx other
 //! than 408/409/425/429) will not be accepted later either — dead. Anything
@@ -11,6 +16,7 @@ use std::time::Duration;
 use http::StatusCode;
 
 use super::KIND_WEBHOOK;
+use crate::conversation::continuation::{HEADER, StateToken};
 use crate::messaging::exchange::KIND_REPLY;
 use crate::messaging::webhooks;
 use crate::store::{OutboxMessage, Store, Subscription, now_ms};
@@ -75,6 +81,16 @@ pub(super) async fn attempt(
     subscriptions: &Subscriptions,
     message: &OutboxMessage,
 ) -> Verdict {
+    if let Some(token) = message.headers.get(HEADER) {
+        let expiry = StateToken(token.to_owned()).unverified_expiry();
+        if expiry.is_some_and(|exp| exp.saturating_mul(1000) < now_ms()) {
+            // Its receiver would refuse it (401) now and at every retry:
+            // deterministic, whenever a late redelivery happens.
+            return Verdict::Dead(
+                "its conversation token expired before it could be delivered".into(),
+            );
+        }
+    }
     let body = message.body.clone();
     let mut request = http.post(&message.destination).timeout(timeout);
     for (name, value) in message.headers.iter() {

@@ -4,9 +4,10 @@
 //! `--chaos "payments:delay=300ms,drop-first=1,duplicate=0.5,fail=0.1;orders:fail=0.2"`
 //! - `delay`: every request waits this long before it is handled;
 //! - `fail`: this share of requests is answered 503 without being handled;
-//! - `drop`: this share of replies is lost — the request is handled, but the
-//!   reply is held back until the requestor has given up waiting;
-//! - `drop-first`: the first N replies are lost (deterministic, for tests);
+//! - `drop`: this share of replies to POSTs is lost — the request is
+//!   handled, but the reply is held back until the requestor has given up
+//!   waiting (GETs, queries, keep their replies);
+//! - `drop-first`: the first N replies to POSTs are lost (deterministic, for tests);
 //! - `duplicate`: this share of requests is delivered twice (a copy is sent
 //!   to the same step over HTTP at the same time).
 
@@ -131,6 +132,12 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
             "The chaos setting failed this request on purpose.",
         )
         .into_response();
+    }
+    // Lost replies are the commands' (a requestor's In-Out-Retry of a step);
+    // a query a step makes on the way (pricing asking payments whether the
+    // conversation was paid) keeps its answer and its place in `drop-first`.
+    if req.method() == http::Method::GET {
+        return next.run(req).await;
     }
     let response = next.run(req).await;
     let drop_first = chaos.dropped.fetch_add(1, Ordering::SeqCst) < chaos.drop_first;

@@ -8,7 +8,10 @@
 //! the crash points disarmed and the outbox drained, every paid checkout has
 //! exactly one order, every order exactly one `order.placed` event and one
 //! outbox notification, every notification reached the subscriber at least
-//! once, and no card was charged twice.
+//! once, and no card was charged twice. Every other checkout is also forked
+//! (a second priced branch of its basket, paid after the first, and the
+//! basket checked out again after paying): each fork is refused with `409
+//! already-paid`, kills or not.
 //!
 //! Runs with `cargo test --features failpoints --test crash`;
 //! `CONVERSANT_CRASH_KILLS` sets the number of kills per engine (default 200).
@@ -149,6 +152,8 @@ struct Harness {
     kills_by_point: HashMap<&'static str, usize>,
     round: usize,
     armed: bool,
+    /// Forked branches of paid checkouts that were refused, as they must be.
+    forks_refused: usize,
 }
 
 impl Harness {
@@ -229,13 +234,27 @@ impl Harness {
             .await;
         let (status, priced) = self.post(&link(&basket, "checkout"), json!({})).await;
         assert_eq!(status, 200, "{priced:#}");
-        let (status, paid) = self
-            .post(
-                &link(&priced, "pay"),
-                json!({ "card_number": "4242424242424242" }),
-            )
-            .await;
+        // Every other checkout is forked before it is paid: a second priced
+        // branch of the same basket, paid after the first (kills included).
+        let fork = if n % 2 == 0 {
+            let (status, fork) = self.post(&link(&basket, "checkout"), json!({})).await;
+            assert_eq!(status, 200, "{fork:#}");
+            Some(fork)
+        } else {
+            None
+        };
+        let card = json!({ "card_number": "4242424242424242" });
+        let (status, paid) = self.post(&link(&priced, "pay"), card.clone()).await;
         assert_eq!(status, 200, "{paid:#}");
+        if let Some(fork) = fork {
+            let (status, refused) = self.post(&link(&fork, "pay"), card).await;
+            assert_eq!(status, 409, "a forked branch paid again: {refused:#}");
+            assert_eq!(refused["type"], "/problems/already-paid");
+            // And Back to the basket: its checkout is refused too.
+            let (status, refused) = self.post(&link(&basket, "checkout"), json!({})).await;
+            assert_eq!(status, 409, "a paid basket was priced again: {refused:#}");
+            self.forks_refused += 1;
+        }
         (
             paid["order_id"].as_str().unwrap().to_owned(),
             paid["state"]["payment"]["payment_id"]
@@ -274,6 +293,7 @@ async fn crash_and_recover(database_url: Option<String>) {
         kills_by_point: HashMap::new(),
         round: 0,
         armed: true,
+        forks_refused: 0,
     };
     let subscribe = format!("{}/orders/subscriptions", h.service.base);
     let (status, _) = h
@@ -389,7 +409,7 @@ async fn crash_and_recover(database_url: Option<String>) {
     assert_eq!(charged_twice, 0, "no conversation was charged twice");
 
     println!(
-        "crash harness ({}): {} kills {:?}, {} checkouts paid, {} orders, {} notifications delivered {} times ({} duplicates), {:.1}s",
+        "crash harness ({}): {} kills {:?}, {} checkouts paid, {} forked branches refused, {} orders, {} notifications delivered {} times ({} duplicates), {:.1}s",
         if h.service.database_url.is_some() {
             "postgres"
         } else {
@@ -398,6 +418,7 @@ async fn crash_and_recover(database_url: Option<String>) {
         h.kills,
         h.kills_by_point,
         paid.len(),
+        h.forks_refused,
         announced.len(),
         delivered.len(),
         deliveries.len(),

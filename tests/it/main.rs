@@ -8,6 +8,7 @@ mod exchanges;
 mod housekeeping;
 mod instances;
 mod keys;
+mod once_only;
 mod openapi;
 mod outbox;
 mod receiver;

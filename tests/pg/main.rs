@@ -17,6 +17,8 @@ mod housekeeping;
 mod instances;
 #[path = "../it/keys.rs"]
 mod keys;
+#[path = "../it/once_only.rs"]
+mod once_only;
 #[path = "../it/openapi.rs"]
 mod openapi;
 #[path = "../it/outbox.rs"]

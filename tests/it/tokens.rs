@@ -418,6 +418,28 @@ async fn five_segments_are_refused() {
 }
 
 #[tokio::test]
+async fn three_segments_of_garbage_are_a_malformed_token_not_an_algorithm() {
+    // `abc` is base64url, but of two bytes that are not JSON: no header at
+    // all, so nothing to say about its algorithm.
+    let t = target().await;
+    let response = t.send("abc.def.ghi").await;
+    assert_refused(
+        &response,
+        401,
+        "the token is not a well-formed JWS: the header is not JSON",
+    );
+    assert_eq!(response.problem_type(), "/problems/invalid-token");
+    assert!(
+        !response.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("algorithm"),
+        "{:#}",
+        response.body
+    );
+}
+
+#[tokio::test]
 async fn a_token_over_8_kib_is_refused() {
     let t = target().await;
     let padding = "x".repeat(9 * 1024);

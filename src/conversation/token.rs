@@ -38,8 +38,12 @@ use crate::store::MessageKind;
 pub const TYP: &str = "conv+jwt";
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
-/// Allowed clock skew between participants, in seconds.
-const LEEWAY: u64 = 5;
+/// Allowed clock skew between participants, by default (`--token-leeway`):
+/// a token is accepted until `exp` + leeway, and from `nbf` - leeway.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+/// The largest leeway a deployment may set: beyond, an expired token lives
+/// on for longer than clock skew explains.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Why a token was refused. Every variant is a client error: 401 when the
 /// token is not valid, 403 when a valid token is used where it does not apply.
@@ -344,18 +348,24 @@ pub struct TrustStore {
     last_fetch: tokio::sync::Mutex<HashMap<Participant, Instant>>,
     http: reqwest::Client,
     hs256: bool,
+    /// Allowed clock skew, in seconds: `exp` and `nbf` are checked this much
+    /// more leniently.
+    leeway: i64,
 }
 
 /// The published public keys of the hosted participants.
 pub struct Jwks(pub Value);
 
-/// Builds the minter, the trust store and the JWKS for the hosted participants.
+/// Builds the minter, the trust store and the JWKS for the hosted
+/// participants. Tokens live `ttl`, and are verified with `leeway` for
+/// clock skew.
 pub fn load(
     data_dir: &std::path::Path,
     signing: &Signing,
     hosted: &[Participant],
     remote: HashMap<Participant, String>,
     ttl: Duration,
+    leeway: Duration,
     http: reqwest::Client,
 ) -> Result<(Minter, TrustStore, Jwks), KeyError> {
     let mut signing_keys = HashMap::new();
@@ -409,6 +419,7 @@ pub fn load(
         last_fetch: Default::default(),
         http,
         hs256: matches!(signing, Signing::Hs256 { .. }),
+        leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
     };
     let minter = Minter {
         keys: signing_keys,
@@ -498,7 +509,7 @@ impl TrustStore {
         if header.alg != trusted.alg {
             return Err(TokenError::Algorithm);
         }
-        let claims = verified_claims(message, signature, &payload, &trusted)?;
+        let claims = verified_claims(message, signature, &payload, &trusted, self.leeway)?;
         if claims.iss != trusted.participant.as_str() {
             return Err(TokenError::IssuerMismatch);
         }
@@ -600,7 +611,7 @@ const MALFORMED: TokenError = TokenError::Malformed("the token cannot be decoded
 
 /// Checks the signature of `message` (`header.payload`) with `trusted`'s
 /// key, then reads the claims from the decoded `payload` (once) and checks
-/// `exp` and `nbf`, which the claims type requires.
+/// `exp` and `nbf`, which the claims type requires, `leeway` seconds leniently.
 ///
 /// `jsonwebtoken::decode` would do the same, but it parses the header twice
 /// more and the claims twice, on every turn. The signature is checked before
@@ -610,6 +621,7 @@ fn verified_claims(
     signature: &str,
     payload: &[u8],
     trusted: &Trusted,
+    leeway: i64,
 ) -> Result<Claims, TokenError> {
     let valid =
         jsonwebtoken::crypto::verify(signature, message.as_bytes(), &trusted.key, trusted.alg)
@@ -632,10 +644,10 @@ fn verified_claims(
         _ => TokenError::Malformed("the payload is not JSON"),
     })?;
     let now = unix_now();
-    if claims.exp < now - LEEWAY as i64 {
+    if claims.exp < now.saturating_sub(leeway) {
         return Err(TokenError::Expired);
     }
-    if claims.nbf > now + LEEWAY as i64 {
+    if claims.nbf > now.saturating_add(leeway) {
         return Err(TokenError::NotYetValid);
     }
     Ok(claims)
@@ -685,6 +697,7 @@ mod tests {
             &[Participant::Basket],
             HashMap::new(),
             Duration::from_secs(60),
+            DEFAULT_LEEWAY,
             reqwest::Client::new(),
         )
         .unwrap();

@@ -12,8 +12,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use serde::Deserialize;
 
-use crate::conversation::Signing;
 use crate::conversation::keys::MIN_HS256_SECRET;
+use crate::conversation::{Signing, token};
 use crate::messaging::chaos::ChaosConfig;
 use crate::messaging::outbox::RetrySchedule;
 use crate::participant::Participant;
@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// Lifetime of a conversation-state token, in seconds.
     #[arg(long, env = "CONVERSANT_TOKEN_TTL", default_value_t = 900)]
     pub token_ttl: u64,
+    /// Allowed clock skew between participants, in seconds: a token is
+    /// accepted until its `exp` plus this, and from its `nbf` minus this
+    /// (at most 300).
+    #[arg(long, env = "CONVERSANT_TOKEN_LEEWAY", default_value_t = 5)]
+    pub token_leeway: u64,
     /// How long a request may take before it is answered 503, in seconds.
     #[arg(long, env = "CONVERSANT_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout: u64,
@@ -157,6 +162,8 @@ pub struct Config {
     pub peers: HashMap<Participant, String>,
     pub public_url: Option<String>,
     pub token_ttl: Duration,
+    /// Allowed clock skew when a token's `exp` and `nbf` are checked.
+    pub token_leeway: Duration,
     pub request_timeout: Duration,
     pub peer_timeout: Duration,
     pub body_limit: usize,
@@ -197,6 +204,7 @@ impl Config {
             peers: HashMap::new(),
             public_url: None,
             token_ttl: Duration::from_secs(900),
+            token_leeway: token::DEFAULT_LEEWAY,
             request_timeout: Duration::from_secs(30),
             peer_timeout: Duration::from_secs(5),
             body_limit: 64 * 1024,
@@ -252,6 +260,14 @@ impl Config {
                 Signing::Hs256 { secret }
             }
         };
+        let token_leeway = Duration::from_secs(args.token_leeway);
+        if token_leeway > token::MAX_LEEWAY {
+            bail!(
+                "--token-leeway {} is too large: at most {} seconds are allowed, since a token is accepted until its expiry plus the leeway (the leeway allows for clock skew between participants; 5 seconds is the default)",
+                args.token_leeway,
+                token::MAX_LEEWAY.as_secs()
+            );
+        }
         let peers = match &args.peers {
             Some(path) => read_peers(path)?,
             None => HashMap::new(),
@@ -267,6 +283,7 @@ impl Config {
             peers,
             public_url: args.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             token_ttl: Duration::from_secs(args.token_ttl),
+            token_leeway,
             request_timeout: Duration::from_secs(args.request_timeout),
             peer_timeout: Duration::from_millis(args.peer_timeout_ms),
             body_limit: args.body_limit,
@@ -306,4 +323,50 @@ fn read_peers(path: &Path) -> anyhow::Result<HashMap<Participant, String>> {
         .into_iter()
         .map(|(p, url)| (p, url.trim_end_matches('/').to_owned()))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn config(flags: &[&str]) -> anyhow::Result<Config> {
+        let argv = std::iter::once("serve").chain(flags.iter().copied());
+        Config::from_args(Serve::try_parse_from(argv)?.args)
+    }
+
+    #[test]
+    fn the_token_leeway_is_5_seconds_unless_set() {
+        assert_eq!(config(&[]).unwrap().token_leeway, Duration::from_secs(5));
+        assert_eq!(Config::new("data").token_leeway, Duration::from_secs(5));
+        for (flag, secs) in [("0", 0), ("30", 30), ("300", 300)] {
+            let config = config(&["--token-leeway", flag]).unwrap();
+            assert_eq!(config.token_leeway, Duration::from_secs(secs));
+        }
+        let command = Serve::command();
+        let arg = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some("token-leeway"))
+            .expect("--token-leeway");
+        assert_eq!(
+            arg.get_env().and_then(|e| e.to_str()),
+            Some("CONVERSANT_TOKEN_LEEWAY")
+        );
+    }
+
+    #[test]
+    fn a_token_leeway_over_300_seconds_is_refused_with_a_clear_message() {
+        let error = config(&["--token-leeway", "301"]).unwrap_err().to_string();
+        assert!(
+            error.contains("--token-leeway 301") && error.contains("at most 300 seconds"),
+            "{error}"
+        );
+    }
 }

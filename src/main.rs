@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use conversant::config::{Config, ServeArgs};
 use conversant::conversation::KeyRing;
@@ -68,7 +68,7 @@ enum KeysCommand {
         #[arg(long, env = "CONVERSANT_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
     },
-    /// List a participant's keys.
+    /// List a participant's keys (creates nothing: fails if there are none).
     List {
         #[arg(long)]
         participant: Participant,
@@ -139,7 +139,20 @@ fn keys(command: KeysCommand) -> anyhow::Result<()> {
             participant,
             data_dir,
         } => {
-            let ring = KeyRing::load_or_create(&data_dir, participant)?;
+            // Listing only reads: a missing data directory or key file is
+            // said, not made (the server makes them on its first start).
+            let Some(ring) = KeyRing::load(&data_dir, participant)? else {
+                if !data_dir.is_dir() {
+                    bail!(
+                        "the data directory {} does not exist: {participant} has no keys to list (the server creates its keys on its first start with this --data-dir)",
+                        data_dir.display()
+                    );
+                }
+                bail!(
+                    "{participant} has no key file at {}: no keys to list (the server creates it on its first start hosting {participant}, or `keys rotate` does)",
+                    KeyRing::path(&data_dir, participant).display()
+                );
+            };
             for key in &ring.keys {
                 println!(
                     "{}\t{}\t{}",

@@ -78,6 +78,7 @@ pub async fn build_with_state(
         &config.participants,
         remote_jwks,
         config.token_ttl,
+        config.token_leeway,
         http.clone(),
     )?;
     // The embedded database lives in the data directory, which EdDSA keys

@@ -90,39 +90,46 @@ pub struct LiveKey {
 }
 
 impl KeyRing {
-    fn path(data_dir: &Path, participant: Participant) -> PathBuf {
+    /// Where the participant's key ring is kept: `{data-dir}/keys/{name}.json`.
+    pub fn path(data_dir: &Path, participant: Participant) -> PathBuf {
         data_dir.join("keys").join(format!("{participant}.json"))
+    }
+
+    /// Loads the participant's key ring; `None` if it has none (or the data
+    /// directory does not exist). Creates nothing, so it is what a command
+    /// that only reads keys uses.
+    pub fn load(data_dir: &Path, participant: Participant) -> Result<Option<Self>, KeyError> {
+        let path = Self::path(data_dir, participant);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(KeyError::Io { path, source }),
+        };
+        let ring: KeyRing = serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if ring.participant != participant {
+            return Err(KeyError::Corrupt {
+                path,
+                reason: format!("it belongs to {}", ring.participant),
+            });
+        }
+        Ok(Some(ring))
     }
 
     /// Loads the participant's key ring, generating a first key if there is none.
     pub fn load_or_create(data_dir: &Path, participant: Participant) -> Result<Self, KeyError> {
-        let path = Self::path(data_dir, participant);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let ring: KeyRing =
-                    serde_json::from_slice(&bytes).map_err(|e| KeyError::Corrupt {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                if ring.participant != participant {
-                    return Err(KeyError::Corrupt {
-                        path,
-                        reason: format!("it belongs to {}", ring.participant),
-                    });
-                }
-                Ok(ring)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut ring = KeyRing {
-                    participant,
-                    keys: Vec::new(),
-                };
-                ring.rotate()?;
-                ring.save(data_dir)?;
-                Ok(ring)
-            }
-            Err(source) => Err(KeyError::Io { path, source }),
+        if let Some(ring) = Self::load(data_dir, participant)? {
+            return Ok(ring);
         }
+        let mut ring = KeyRing {
+            participant,
+            keys: Vec::new(),
+        };
+        ring.rotate()?;
+        ring.save(data_dir)?;
+        Ok(ring)
     }
 
     /// Adds a new key, which signs from now on; older keys still verify.
@@ -244,6 +251,38 @@ mod tests {
         assert_eq!(live.len(), 2);
         assert_eq!(live.last().unwrap().kid, new_kid);
         assert!(new_kid.starts_with("basket."));
+    }
+
+    #[test]
+    fn loading_creates_nothing_and_finds_what_load_or_create_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        assert!(
+            KeyRing::load(&missing, Participant::Basket)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!missing.exists(), "the data directory was created");
+        assert!(
+            KeyRing::load(dir.path(), Participant::Basket)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !dir.path().join("keys").exists(),
+            "the keys directory was created"
+        );
+
+        let made = KeyRing::load_or_create(dir.path(), Participant::Basket).unwrap();
+        let loaded = KeyRing::load(dir.path(), Participant::Basket)
+            .unwrap()
+            .expect("the ring just made");
+        assert_eq!(loaded.keys[0].kid, made.keys[0].kid);
+        assert!(
+            KeyRing::load(dir.path(), Participant::Pricing)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -38,8 +38,12 @@ use crate::store::MessageKind;
 pub const TYP: &str = "conv+jwt";
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
-/// Allowed clock skew between participants, in seconds.
-const LEEWAY: u64 = 5;
+/// Allowed clock skew between participants, by default (`--token-leeway`):
+/// a token is accepted until `exp` + leeway, and from `nbf` - leeway.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
+/// The largest leeway a deployment may set: beyond, an expired token lives
+/// on for longer than clock skew explains.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Why a token was refused. Every variant is a client error: 401 when the
 /// token is not valid, 403 when a valid token is used where it does not apply.
@@ -344,18 +348,24 @@ pub struct TrustStore {
     last_fetch: tokio::sync::Mutex<HashMap<Participant, Instant>>,
     http: reqwest::Client,
     hs256: bool,
+    /// Allowed clock skew, in seconds: `exp` and `nbf` are checked this much
+    /// more leniently.
+    leeway: i64,
 }
 
 /// The published public keys of the hosted participants.
 pub struct Jwks(pub Value);
 
-/// Builds the minter, the trust store and the JWKS for the hosted participants.
+/// Builds the minter, the trust store and the JWKS for the hosted
+/// participants. Tokens live `ttl`, and are verified with `leeway` for
+/// clock skew.
 pub fn load(
     data_dir: &std::path::Path,
     signing: &Signing,
     hosted: &[Participant],
     remote: HashMap<Participant, String>,
     ttl: Duration,
+    leeway: Duration,
     http: reqwest::Client,
 ) -> Result<(Minter, TrustStore, Jwks), KeyError> {
     let mut signing_keys = HashMap::new();
@@ -409,6 +419,7 @@ pub fn load(
         last_fetch: Default::default(),
         http,
         hs256: matches!(signing, Signing::Hs256 { .. }),
+        leeway: i64::try_from(leeway.as_secs()).unwrap_or(i64::MAX),
     };
     let minter = Minter {
         keys: signing_keys,
@@ -468,9 +479,17 @@ impl TrustStore {
             return Err(TokenError::Malformed("a JWS has three segments"));
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::Json(_) => TokenError::Algorithm,
-            _ => TokenError::Malformed("the header is not base64url JSON"),
+            ErrorKind::Json(_) => unreadable_header(token),
+            _ => TokenError::Malformed("the header is not base64url"),
         })?;
+        // The rest of the token's shape, before any key is looked up: a
+        // payload that is not even base64url is no JWS, whatever signs it.
+        // (Its JSON is read only once the signature verifies.)
+        let (message, signature) = token.rsplit_once('.').ok_or(MALFORMED)?;
+        let (_, payload) = message.split_once('.').ok_or(MALFORMED)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| TokenError::Malformed("the payload is not base64url"))?;
         if header.typ.as_deref() != Some(TYP) {
             return Err(TokenError::WrongType);
         }
@@ -490,7 +509,7 @@ impl TrustStore {
         if header.alg != trusted.alg {
             return Err(TokenError::Algorithm);
         }
-        let claims = verified_claims(token, &trusted)?;
+        let claims = verified_claims(message, signature, &payload, &trusted, self.leeway)?;
         if claims.iss != trusted.participant.as_str() {
             return Err(TokenError::IssuerMismatch);
         }
@@ -563,35 +582,72 @@ impl TrustStore {
     }
 }
 
-/// Checks the signature of `token` with `trusted`'s key, then reads its
-/// claims (once) and checks `exp` and `nbf`, which the claims type requires.
+/// A three-segment token whose header is not a JWS header: the JSON error
+/// jsonwebtoken gives says neither which nor why. A header that is not
+/// base64url JSON (`abc.def.ghi`) is malformed; a JSON header whose `alg` is
+/// missing or names no algorithm (`none` in any spelling) is refused for its
+/// algorithm, as the alg-confusion attacks it stands for; any other member of
+/// the wrong type is malformed again.
+fn unreadable_header(token: &str) -> TokenError {
+    use serde::Deserialize;
+    let segment = token.split('.').next().unwrap_or_default();
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(segment) else {
+        return TokenError::Malformed("the header is not base64url");
+    };
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(Value::Object(members)) => match members.get("alg") {
+            Some(alg) if Algorithm::deserialize(alg).is_ok() => {
+                TokenError::Malformed("a header member has the wrong type")
+            }
+            _ => TokenError::Algorithm,
+        },
+        Ok(_) => TokenError::Malformed("the header is not a JSON object"),
+        Err(_) => TokenError::Malformed("the header is not JSON"),
+    }
+}
+
+/// A token that cannot be taken apart (cannot happen past the segment count).
+const MALFORMED: TokenError = TokenError::Malformed("the token cannot be decoded");
+
+/// Checks the signature of `message` (`header.payload`) with `trusted`'s
+/// key, then reads the claims from the decoded `payload` (once) and checks
+/// `exp` and `nbf`, which the claims type requires, `leeway` seconds leniently.
 ///
 /// `jsonwebtoken::decode` would do the same, but it parses the header twice
 /// more and the claims twice, on every turn. The signature is checked before
-/// anything in the payload is read, and the errors map as they did there.
-fn verified_claims(token: &str, trusted: &Trusted) -> Result<Claims, TokenError> {
-    let malformed = || TokenError::Malformed("the token cannot be decoded");
-    let (message, signature) = token.rsplit_once('.').ok_or_else(malformed)?;
-    let (_, payload) = message.split_once('.').ok_or_else(malformed)?;
+/// the payload's JSON is read, and the errors map as they did there.
+fn verified_claims(
+    message: &str,
+    signature: &str,
+    payload: &[u8],
+    trusted: &Trusted,
+    leeway: i64,
+) -> Result<Claims, TokenError> {
     let valid =
         jsonwebtoken::crypto::verify(signature, message.as_bytes(), &trusted.key, trusted.alg)
             .map_err(|e| match e.kind() {
+                // The key cannot verify its own pinned algorithm: not the
+                // token's shape (the header's `alg` was compared before).
                 ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                     TokenError::Algorithm
                 }
-                _ => malformed(),
+                ErrorKind::Base64(_) => TokenError::Malformed("the signature is not base64url"),
+                _ => MALFORMED,
             })?;
     if !valid {
         return Err(TokenError::BadSignature);
     }
-    let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| malformed())?;
-    let claims: Claims = serde_json::from_slice(&payload)
-        .map_err(|_| TokenError::Claims("a claim has the wrong type or is missing"))?;
+    let claims: Claims = serde_json::from_slice(payload).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            TokenError::Claims("a claim has the wrong type or is missing")
+        }
+        _ => TokenError::Malformed("the payload is not JSON"),
+    })?;
     let now = unix_now();
-    if claims.exp < now - LEEWAY as i64 {
+    if claims.exp < now.saturating_sub(leeway) {
         return Err(TokenError::Expired);
     }
-    if claims.nbf > now + LEEWAY as i64 {
+    if claims.nbf > now.saturating_add(leeway) {
         return Err(TokenError::NotYetValid);
     }
     Ok(claims)
@@ -627,6 +683,139 @@ fn parse_jwks(jwks: &Value, participant: Participant) -> Vec<(String, Arc<Truste
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SECRET: &[u8] = &[42; 32];
+
+    /// An HS256 deployment hosting basket (no key files: nothing on disk),
+    /// and a token it minted for `add-item`.
+    fn hs256_store() -> (TrustStore, String) {
+        let (minter, store, _) = load(
+            std::path::Path::new("/nonexistent"),
+            &Signing::Hs256 {
+                secret: SECRET.to_vec(),
+            },
+            &[Participant::Basket],
+            HashMap::new(),
+            Duration::from_secs(60),
+            DEFAULT_LEEWAY,
+            reqwest::Client::new(),
+        )
+        .unwrap();
+        let next = Next::start(Pattern::TurnTaking, "start-checkout")
+            .to(&[Participant::Basket])
+            .allow(&["add-item"]);
+        let token = minter.mint(Participant::Basket, next).unwrap().token;
+        (store, token)
+    }
+
+    fn add_item() -> Expect<'static> {
+        Expect::step(Participant::Basket, "add-item")
+    }
+
+    fn b64(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// `header.payload` signed with the deployment's secret.
+    fn hs256_signed(header: &str, payload: &str) -> String {
+        let input = format!("{header}.{payload}");
+        let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET);
+        let tag = hmac::sign(&key, input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+    }
+
+    #[test]
+    fn a_minted_token_verifies() {
+        // The control for the cases below.
+        let (store, token) = hs256_store();
+        assert!(store.verify_known(&token, add_item()).is_ok());
+    }
+
+    #[test]
+    fn a_token_that_is_not_a_jws_is_malformed_and_says_why() {
+        let (store, token) = hs256_store();
+        let (header, rest) = token.split_once('.').unwrap();
+        let (payload, signature) = rest.split_once('.').unwrap();
+        let cases = [
+            // Three segments of garbage: the header decodes to two bytes that are not JSON.
+            ("abc.def.ghi".to_owned(), "the header is not JSON"),
+            (
+                format!("{}.{payload}.{signature}", b64("not json")),
+                "the header is not JSON",
+            ),
+            (
+                format!("{}.{payload}.{signature}", b64(r#"["EdDSA"]"#)),
+                "the header is not a JSON object",
+            ),
+            (
+                format!(
+                    "{}.{payload}.{signature}",
+                    b64(r#"{"alg":"HS256","kid":7}"#)
+                ),
+                "a header member has the wrong type",
+            ),
+            (
+                format!("no*base64.{payload}.{signature}"),
+                "the header is not base64url",
+            ),
+            // The real header, a payload that is not base64url: whatever signs it.
+            (
+                format!("{header}.garbage!.{signature}"),
+                "the payload is not base64url",
+            ),
+            (format!("{header}.!!!.ghi"), "the payload is not base64url"),
+            // Base64url but not JSON, correctly signed (an unsigned one is a
+            // bad signature: the payload is not read before it verifies).
+            (
+                hs256_signed(header, &b64("not json")),
+                "the payload is not JSON",
+            ),
+            (
+                format!("{header}.{payload}.sig*nature"),
+                "the signature is not base64url",
+            ),
+        ];
+        for (token, why) in cases {
+            let error = store.verify_known(&token, add_item()).unwrap_err();
+            assert_eq!(error, TokenError::Malformed(why), "{token}");
+            assert_eq!(
+                error.to_string(),
+                format!("the token is not a well-formed JWS: {why}")
+            );
+        }
+        assert_eq!(
+            store
+                .verify_known(
+                    &format!("{header}.{}.{signature}", b64("not json")),
+                    add_item()
+                )
+                .unwrap_err(),
+            TokenError::BadSignature
+        );
+    }
+
+    #[test]
+    fn a_json_header_naming_another_or_no_algorithm_is_an_algorithm_error() {
+        let (store, token) = hs256_store();
+        let (_, rest) = token.split_once('.').unwrap();
+        let headers = [
+            r#"{"alg":"none","typ":"conv+jwt","kid":"basket.hs256"}"#,
+            r#"{"alg":"nOnE","typ":"conv+jwt","kid":"basket.hs256"}"#,
+            r#"{"typ":"conv+jwt","kid":"basket.hs256"}"#,
+            r#"{"alg":7,"typ":"conv+jwt","kid":"basket.hs256"}"#,
+            // Known to jsonwebtoken, but not the algorithm the key is pinned to.
+            r#"{"alg":"EdDSA","typ":"conv+jwt","kid":"basket.hs256"}"#,
+            r#"{"alg":"HS512","typ":"conv+jwt","kid":"basket.hs256"}"#,
+        ];
+        for header in headers {
+            let token = format!("{}.{rest}", b64(header));
+            assert_eq!(
+                store.verify_known(&token, add_item()),
+                Err(TokenError::Algorithm),
+                "{header}"
+            );
+        }
+    }
 
     #[test]
     fn resuming_from_a_head_continues_its_chain_like_after_does() {

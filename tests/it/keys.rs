@@ -29,15 +29,20 @@ fn conversant(args: &[&str]) -> Command {
     command
 }
 
-/// Runs `conversant keys ...` to completion; its stdout.
-async fn keys_command(args: &[&str], data_dir: &Path) -> String {
+/// Runs `conversant keys ...` to completion, whatever its outcome.
+async fn keys_output(args: &[&str], data_dir: &Path) -> std::process::Output {
     let mut all = vec!["keys"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--data-dir", data_dir.to_str().unwrap()]);
-    let output = conversant(&all).output().await.expect("run conversant");
+    conversant(&all).output().await.expect("run conversant")
+}
+
+/// Runs `conversant keys ...` to completion; its stdout.
+async fn keys_command(args: &[&str], data_dir: &Path) -> String {
+    let output = keys_output(args, data_dir).await;
     assert!(
         output.status.success(),
-        "{all:?} failed: {}",
+        "keys {args:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap()
@@ -154,6 +159,40 @@ async fn a_retired_key_leaves_the_jwks() {
     let published = kids_of(&jwks(&app).await, Participant::Basket);
     assert_eq!(published.len(), 1);
     assert_ne!(published[0], old);
+}
+
+#[tokio::test]
+async fn keys_list_without_a_data_directory_creates_nothing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let nope = dir.path().join("nope");
+    let output = keys_output(&["list", "--participant", "basket"], &nope).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+    assert!(
+        stderr.contains(&format!(
+            "the data directory {} does not exist",
+            nope.display()
+        )) && stderr.contains("no keys to list"),
+        "{stderr}"
+    );
+    assert!(!nope.exists(), "keys list created the data directory");
+}
+
+#[tokio::test]
+async fn keys_list_of_a_participant_without_keys_creates_nothing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = keys_output(&["list", "--participant", "basket"], dir.path()).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(
+        stderr.contains("basket has no key file at") && stderr.contains("no keys to list"),
+        "{stderr}"
+    );
+    assert!(
+        dir.path().read_dir().unwrap().next().is_none(),
+        "keys list created something in the data directory"
+    );
 }
 
 // ---------------------------------------------------------------------------

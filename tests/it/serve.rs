@@ -90,3 +90,25 @@ async fn the_announced_server_answers_and_sigterm_stops_it() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_token_leeway_over_300_seconds_refuses_to_start_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = serve(dir.path(), &["--token-leeway", "301"]);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the refused start exits")
+        .unwrap();
+    assert!(!output.status.success(), "{:?}", output.status);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains(ANNOUNCEMENT), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--token-leeway 301") && stderr.contains("at most 300 seconds"),
+        "{stderr}"
+    );
+    assert!(
+        dir.path().read_dir().unwrap().next().is_none(),
+        "nothing was created before the refusal"
+    );
+}

@@ -11,12 +11,13 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use conversant::config::Config;
 use conversant::conversation::KeyRing;
 use conversant::conversation::keys::LiveKey;
 use conversant::participant::Participant;
 use serde_json::{Value, json};
 
-use crate::support::{Response, TestApp, spawn_app, spawn_in, token_of};
+use crate::support::{Response, TestApp, spawn_app, spawn_in, spawn_with, token_of};
 
 // ---------------------------------------------------------------------------
 // Forging tokens.
@@ -98,7 +99,12 @@ struct Target {
 }
 
 async fn target() -> Target {
-    let app = spawn_app().await;
+    target_with(|_| {}).await
+}
+
+/// [`target`] on a server whose configuration `tweak` adjusts.
+async fn target_with(tweak: impl FnOnce(&mut Config)) -> Target {
+    let app = spawn_with(tweak).await;
     let key = basket_key(&app);
     let basket = app.post_empty("/basket/checkouts").await;
     assert_eq!(basket.status, 201);
@@ -418,6 +424,28 @@ async fn five_segments_are_refused() {
 }
 
 #[tokio::test]
+async fn three_segments_of_garbage_are_a_malformed_token_not_an_algorithm() {
+    // `abc` is base64url, but of two bytes that are not JSON: no header at
+    // all, so nothing to say about its algorithm.
+    let t = target().await;
+    let response = t.send("abc.def.ghi").await;
+    assert_refused(
+        &response,
+        401,
+        "the token is not a well-formed JWS: the header is not JSON",
+    );
+    assert_eq!(response.problem_type(), "/problems/invalid-token");
+    assert!(
+        !response.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("algorithm"),
+        "{:#}",
+        response.body
+    );
+}
+
+#[tokio::test]
 async fn a_token_over_8_kib_is_refused() {
     let t = target().await;
     let padding = "x".repeat(9 * 1024);
@@ -636,6 +664,31 @@ async fn a_token_not_valid_for_an_hour_is_refused() {
     let response = t.send(&t.signed(&t.header, &claims)).await;
     assert_refused(&response, 401, "not valid yet");
     assert_eq!(response.problem_type(), "/problems/expired-token");
+}
+
+/// A token that expired 3 s ago, and one valid only in 3 s: within the
+/// default leeway for clock skew (5 s), outside none.
+fn skewed(t: &Target) -> [String; 2] {
+    let expired = t.claims_with(json!({ "iat": now() - 60, "nbf": now() - 60, "exp": now() - 3 }));
+    let early = t.claims_with(json!({ "iat": now(), "nbf": now() + 3, "exp": now() + 600 }));
+    [t.signed(&t.header, &expired), t.signed(&t.header, &early)]
+}
+
+#[tokio::test]
+async fn a_token_3_s_past_exp_or_before_nbf_is_accepted_within_the_default_leeway() {
+    let t = target().await;
+    for token in skewed(&t) {
+        let response = t.send(&token).await;
+        assert_eq!(response.status, 200, "{:#}", response.body);
+    }
+}
+
+#[tokio::test]
+async fn a_token_3_s_past_exp_or_before_nbf_is_refused_with_no_leeway() {
+    let t = target_with(|c| c.token_leeway = std::time::Duration::ZERO).await;
+    let [expired, early] = skewed(&t);
+    assert_refused(&t.send(&expired).await, 401, "expired");
+    assert_refused(&t.send(&early).await, 401, "not valid yet");
 }
 
 // ---------------------------------------------------------------------------

@@ -111,3 +111,52 @@ async fn delivered_messages_are_pruned_after_the_retention_dead_letters_stay() {
         1
     );
 }
+
+/// A token whose `exp` is `exp`, signed by nobody: the relay reads only its
+/// expiry (the receiver would verify it).
+fn token_expiring_at(exp: i64) -> String {
+    use base64::Engine as _;
+    let part = |v: serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    };
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        part(json!({ "alg": "EdDSA", "typ": "conv+jwt" })),
+        part(json!({ "exp": exp }))
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_token_expired_is_dead_at_once_and_never_sent() {
+    // A late redelivery (an order.placed a day after it was raised) meets
+    // the same fate every time: not sent, a dead letter that says why.
+    let receiver = Receiver::start().await;
+    let app = spawn_with(|c| c.relay_poll = Duration::from_millis(50)).await;
+    let store = store_of(&app).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for (n, exp) in [(0, now - 60), (1, now + 600)] {
+        let mut late = message(receiver.url("/late"), n);
+        late.headers["conversation-state"] = json!(token_expiring_at(exp));
+        store.outbox_enqueue(&late).await.unwrap();
+    }
+    receiver.wait_for(1, 20).await;
+    counts_become(
+        &store,
+        OutboxCounts {
+            dead: 1,
+            delivered: 1,
+            ..OutboxCounts::default()
+        },
+    )
+    .await;
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].header("x-n"), "1", "only the live one was sent");
+    let dead = store.outbox_dead_letters(SENDER, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("expired"), "{error}");
+}

@@ -9,6 +9,13 @@
 //! stored, so the client may retry it at once. Keys live for
 //! `--idempotency-ttl` (24 hours by default), scoped per participant.
 //!
+//! If the process dies with a key held, nothing runs to release it: the
+//! record's lease (`--idempotency-lease`, the request timeout plus 30
+//! seconds by default) ends, and the next request with the key takes it
+//! over (see [`crate::store::idempotency`]). Until then the key answers 409.
+//! The lease is longer than the request timeout, which this layer runs
+//! inside of, so a request still running never loses its key.
+//!
 //! Messages between participants that de-duplicate through their inbox by
 //! message id (take-payment, refund) are left to the inbox: a requestor's
 //! retry of a slow request must be answered from the inbox as soon as the
@@ -81,7 +88,13 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
     let hash = request_hash(&parts.method, &parts.uri, &parts.headers, &bytes);
     let begun = app
         .store
-        .idempotency_begin(&scope, &key, &hash, app.config.idempotency_ttl)
+        .idempotency_begin(
+            &scope,
+            &key,
+            &hash,
+            app.config.idempotency_ttl,
+            app.config.idempotency_lease,
+        )
         .await;
     match begun {
         Err(e) => Problem::internal(e).into_response(),
@@ -97,24 +110,26 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
         )
         .into_response(),
         Ok(IdempotencyBegin::Done(stored)) => replay(stored),
-        Ok(IdempotencyBegin::New) => {
+        Ok(IdempotencyBegin::New(claim)) => {
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
             let (parts, body) = response.into_parts();
             let Ok(bytes) = to_bytes(body, 16 * 1024 * 1024).await else {
-                let _ = app.store.idempotency_release(&scope, &key).await;
+                let _ = app.store.idempotency_release(&scope, &key, claim).await;
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             };
             let outcome = if parts.status.is_server_error() {
-                app.store.idempotency_release(&scope, &key).await
+                app.store.idempotency_release(&scope, &key, claim).await
             } else {
                 let stored = StoredResponse {
                     status: parts.status.as_u16(),
                     headers: kept_headers(&parts.headers),
                     body: bytes.to_vec(),
                 };
-                app.store.idempotency_complete(&scope, &key, &stored).await
+                app.store
+                    .idempotency_complete(&scope, &key, claim, &stored)
+                    .await
             };
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, "could not record an idempotent response");
@@ -124,7 +139,10 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
     }
 }
 
-fn request_hash(method: &Method, uri: &http::Uri, headers: &HeaderMap, body: &[u8]) -> String {
+/// The hash a request's record is kept under: method, URI (path and
+/// query, as the server receives it), media type and body. Public for the
+/// tests, which leave records behind as a request that died would.
+pub fn request_hash(method: &Method, uri: &http::Uri, headers: &HeaderMap, body: &[u8]) -> String {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(HeaderValue::as_bytes)

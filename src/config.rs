@@ -18,6 +18,12 @@ use crate::messaging::chaos::ChaosConfig;
 use crate::messaging::outbox::RetrySchedule;
 use crate::participant::Participant;
 
+/// What the default `--idempotency-lease` adds to the request timeout: time
+/// for the release of an abandoned key to be written and for the clocks of
+/// instances sharing a database to disagree, before a retry may take over a
+/// key whose request might still be running.
+pub const IDEMPOTENCY_LEASE_MARGIN: Duration = Duration::from_secs(30);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SigningArg {
     /// Ed25519, a key pair per participant (default).
@@ -128,6 +134,11 @@ pub struct ServeArgs {
     /// How long an Idempotency-Key is remembered, in seconds.
     #[arg(long, env = "CONVERSANT_IDEMPOTENCY_TTL", default_value_t = 86_400)]
     pub idempotency_ttl: u64,
+    /// How long an Idempotency-Key whose request has not answered yet stays
+    /// held, in seconds (default: --request-timeout plus 30); then a retry
+    /// may take the key over. Must be longer than --request-timeout.
+    #[arg(long, env = "CONVERSANT_IDEMPOTENCY_LEASE")]
+    pub idempotency_lease: Option<u64>,
     /// How long the slow test card keeps payments busy, in milliseconds.
     #[arg(long, env = "CONVERSANT_SLOW_CARD_MS", default_value_t = 7000)]
     pub slow_card_ms: u64,
@@ -188,6 +199,10 @@ pub struct Config {
     pub slow_card_delay: Duration,
     /// How long an Idempotency-Key is remembered.
     pub idempotency_ttl: Duration,
+    /// How long an Idempotency-Key stays held by a request that has not
+    /// answered; longer than `request_timeout`, so only a request that died
+    /// loses its key.
+    pub idempotency_lease: Duration,
     /// Failures injected on purpose, per participant.
     pub chaos: ChaosConfig,
     /// What payments tells clients to wait when the processor is unavailable.
@@ -220,6 +235,7 @@ impl Config {
             housekeeping_every: Duration::from_secs(60),
             slow_card_delay: Duration::from_secs(7),
             idempotency_ttl: Duration::from_secs(86_400),
+            idempotency_lease: Duration::from_secs(30) + IDEMPOTENCY_LEASE_MARGIN,
             chaos: ChaosConfig::default(),
             processor_retry_after: Duration::from_secs(2),
         }
@@ -268,6 +284,18 @@ impl Config {
                 token::MAX_LEEWAY.as_secs()
             );
         }
+        let request_timeout = Duration::from_secs(args.request_timeout);
+        let idempotency_lease = match args.idempotency_lease {
+            None => request_timeout + IDEMPOTENCY_LEASE_MARGIN,
+            Some(lease) if Duration::from_secs(lease) > request_timeout => {
+                Duration::from_secs(lease)
+            }
+            Some(lease) => bail!(
+                "--idempotency-lease ({lease}s) must be longer than --request-timeout \
+                 ({}s), or a key could be taken over while its request still runs",
+                args.request_timeout
+            ),
+        };
         let peers = match &args.peers {
             Some(path) => read_peers(path)?,
             None => HashMap::new(),
@@ -284,7 +312,7 @@ impl Config {
             public_url: args.public_url.map(|u| u.trim_end_matches('/').to_owned()),
             token_ttl: Duration::from_secs(args.token_ttl),
             token_leeway,
-            request_timeout: Duration::from_secs(args.request_timeout),
+            request_timeout,
             peer_timeout: Duration::from_millis(args.peer_timeout_ms),
             body_limit: args.body_limit,
             database_url: args.database_url,
@@ -301,6 +329,7 @@ impl Config {
             housekeeping_every: Duration::from_secs(60),
             slow_card_delay: Duration::from_millis(args.slow_card_ms),
             idempotency_ttl: Duration::from_secs(args.idempotency_ttl),
+            idempotency_lease,
             chaos: ChaosConfig::parse(&args.chaos).map_err(|e| anyhow::anyhow!("--chaos: {e}"))?,
             processor_retry_after: Duration::from_secs(2),
         })
@@ -367,6 +396,28 @@ mod tests {
         assert!(
             error.contains("--token-leeway 301") && error.contains("at most 300 seconds"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_idempotency_lease_outlasts_the_request_timeout() {
+        let lease = |flags: &[&str]| config(flags).unwrap().idempotency_lease;
+        assert_eq!(lease(&[]), Duration::from_secs(60));
+        assert_eq!(lease(&[]), Config::new(".").idempotency_lease);
+        assert_eq!(
+            lease(&["--request-timeout", "90"]),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            lease(&["--idempotency-lease", "45"]),
+            Duration::from_secs(45)
+        );
+        let refused = config(&["--idempotency-lease", "30"]).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("must be longer than --request-timeout"),
+            "{refused}"
         );
     }
 }

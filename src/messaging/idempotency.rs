@@ -9,6 +9,17 @@
 //! stored, so the client may retry it at once. Keys live for
 //! `--idempotency-ttl` (24 hours by default), scoped per participant.
 //!
+//! A key is never held by a request that is gone. If the request's future
+//! is dropped before it answered (the client hung up, the request timeout
+//! fired, a handler panicked and the catch-panic layer, which is outside
+//! this one, answered 500), a guard releases the key at once, in a task of
+//! its own. If the process dies with the key held, nothing runs to release
+//! it: then the record's lease (`--idempotency-lease`, the request timeout
+//! plus 30 seconds by default) ends, and the next request with the key
+//! takes it over (see [`crate::store::idempotency`]). Until then the key
+//! answers 409. The lease is longer than the request timeout, which this
+//! layer runs inside of, so a request still running never loses its key.
+//!
 //! Messages between participants that de-duplicate through their inbox by
 //! message id (take-payment, refund) are left to the inbox: a requestor's
 //! retry of a slow request must be answered from the inbox as soon as the
@@ -23,8 +34,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::app::AppState;
+use crate::background::Background;
 use crate::fault::{Problem, types};
-use crate::store::{IdempotencyBegin, StoredResponse};
+use crate::store::{IdempotencyBegin, IdempotencyClaim, Store, StoredResponse};
 
 pub const HEADER: &str = "idempotency-key";
 /// Steps whose inbox de-duplicates by message id instead.
@@ -81,7 +93,13 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
     let hash = request_hash(&parts.method, &parts.uri, &parts.headers, &bytes);
     let begun = app
         .store
-        .idempotency_begin(&scope, &key, &hash, app.config.idempotency_ttl)
+        .idempotency_begin(
+            &scope,
+            &key,
+            &hash,
+            app.config.idempotency_ttl,
+            app.config.idempotency_lease,
+        )
         .await;
     match begun {
         Err(e) => Problem::internal(e).into_response(),
@@ -97,34 +115,106 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
         )
         .into_response(),
         Ok(IdempotencyBegin::Done(stored)) => replay(stored),
-        Ok(IdempotencyBegin::New) => {
+        Ok(IdempotencyBegin::New(claim)) => {
+            // From here on, a drop of this future releases the key.
+            let held = Held {
+                store: app.store.clone(),
+                background: app.background.clone(),
+                scope,
+                key,
+                claim: Some(claim),
+            };
             let response = next
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
             let (parts, body) = response.into_parts();
             let Ok(bytes) = to_bytes(body, 16 * 1024 * 1024).await else {
-                let _ = app.store.idempotency_release(&scope, &key).await;
+                held.release().await;
                 return StatusCode::INTERNAL_SERVER_ERROR.into_response();
             };
-            let outcome = if parts.status.is_server_error() {
-                app.store.idempotency_release(&scope, &key).await
+            if parts.status.is_server_error() {
+                held.release().await;
             } else {
                 let stored = StoredResponse {
                     status: parts.status.as_u16(),
                     headers: kept_headers(&parts.headers),
                     body: bytes.to_vec(),
                 };
-                app.store.idempotency_complete(&scope, &key, &stored).await
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(error = %e, "could not record an idempotent response");
+                held.complete(&stored).await;
             }
             Response::from_parts(parts, Body::from(bytes))
         }
     }
 }
 
-fn request_hash(method: &Method, uri: &http::Uri, headers: &HeaderMap, body: &[u8]) -> String {
+/// A key this request holds. Completed or released, it is done with;
+/// dropped while still held (the request's future was dropped: the client
+/// hung up, the timeout fired, a handler panicked), it releases the key in
+/// a task of its own, since a drop cannot wait.
+struct Held {
+    store: Store,
+    background: Background,
+    scope: String,
+    key: String,
+    claim: Option<IdempotencyClaim>,
+}
+
+impl Held {
+    /// Stores the response for replay.
+    async fn complete(mut self, stored: &StoredResponse) {
+        let Some(claim) = self.claim else { return };
+        let outcome = self
+            .store
+            .idempotency_complete(&self.scope, &self.key, claim, stored)
+            .await;
+        // Only now: dropped while writing, the key is still released.
+        self.claim = None;
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "could not record an idempotent response");
+        }
+    }
+
+    /// Forgets the key, so the client may retry at once.
+    async fn release(mut self) {
+        let Some(claim) = self.claim else { return };
+        release(&self.store, &self.scope, &self.key, claim).await;
+        self.claim = None;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        // Dropped outside a runtime (after its runtime ended), no task can
+        // be spawned: the lease frees the key instead.
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let (store, scope, key) = (
+            self.store.clone(),
+            std::mem::take(&mut self.scope),
+            std::mem::take(&mut self.key),
+        );
+        // Waited for at shutdown, so the store is not closed under it.
+        self.background.to_the_end(async move {
+            tracing::info!("request abandoned: releasing its Idempotency-Key");
+            release(&store, &scope, &key, claim).await;
+        });
+    }
+}
+
+async fn release(store: &Store, scope: &str, key: &str, claim: IdempotencyClaim) {
+    if let Err(e) = store.idempotency_release(scope, key, claim).await {
+        tracing::warn!(error = %e, "could not release an Idempotency-Key");
+    }
+}
+
+/// The hash a request's record is kept under: method, URI (path and
+/// query, as the server receives it), media type and body. Public for the
+/// tests, which leave records behind as a request that died would.
+pub fn request_hash(method: &Method, uri: &http::Uri, headers: &HeaderMap, body: &[u8]) -> String {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(HeaderValue::as_bytes)

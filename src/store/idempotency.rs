@@ -12,6 +12,27 @@
 //! may be reused) and [`Store::idempotency_purge_expired`] deletes it. A request
 //! that fails without a response worth replaying is forgotten with
 //! [`Store::idempotency_release`], so the client may try again at once.
+//!
+//! # Leases
+//!
+//! A request that dies while it holds its key (its process is killed, or
+//! nothing was left to release the key) must not keep the key for the whole
+//! time-to-live. So an in-flight record holds its key for a *lease*
+//! (`lease_until`, unix ms): once the lease has ended, the next request with
+//! the key takes the record over as if it were absent, in the same one
+//! statement that claims a free key. The lease must outlast the longest a
+//! request may run (the server's request timeout, plus a margin), or a
+//! request still running could see its key taken over. A `done` record has
+//! no lease: it is replayed until it expires. A record without a lease
+//! (written before leases existed, or by an older instance) is leased from
+//! its creation for the lease the claiming request passes.
+//!
+//! The claim a request gets ([`IdempotencyClaim`]) fences its writes:
+//! [`Store::idempotency_complete`] and [`Store::idempotency_release`] act only
+//! on the record while that claim still holds it, so a request that outlived
+//! its lease can neither overwrite nor delete the record of the request that
+//! took its key over. (A taken-over record's new lease ends later than the
+//! old one, by at least the lease, so a positive lease tells claims apart.)
 
 use std::time::Duration;
 
@@ -22,14 +43,31 @@ use super::{Store, StoreError, duration_ms, now_ms};
 /// What to do with a request that carries an idempotency key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum IdempotencyBegin {
-    /// First time: process it, then [`Store::idempotency_complete`].
-    New,
+    /// First time (or the key was free again: expired, released, or its
+    /// lease ended): process it, then [`Store::idempotency_complete`] or
+    /// [`Store::idempotency_release`] with this claim.
+    New(IdempotencyClaim),
     /// The first request with this key is still being processed (409).
     InFlight,
     /// Already answered: replay this response.
     Done(StoredResponse),
     /// The key was used with a different request (422).
     Mismatch,
+}
+
+/// A request's hold on its key, from [`Store::idempotency_begin`]: the end of
+/// its lease, which names the claim (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    lease_until: i64,
+}
+
+impl IdempotencyClaim {
+    /// When the lease ends, in unix milliseconds: from then on another
+    /// request may take the key over.
+    pub fn lease_until(&self) -> i64 {
+        self.lease_until
+    }
 }
 
 /// A response kept for replay.
@@ -52,25 +90,35 @@ struct Row {
 
 impl Store {
     /// Starts processing `key` for a request whose body hashes to `request_hash`,
-    /// unless the key is already in use; a new record lives for `ttl`.
+    /// unless the key is already in use; a new record lives for `ttl` and
+    /// holds the key for `lease`, after which another request may take it over.
     pub async fn idempotency_begin(
         &self,
         participant: &str,
         key: &str,
         request_hash: &str,
         ttl: Duration,
+        lease: Duration,
     ) -> Result<IdempotencyBegin, StoreError> {
-        // Insert, or take over an expired record; otherwise someone holds the key.
+        // Insert, or take over an expired record or an in-flight one whose
+        // lease has ended (a record without one is leased from its creation);
+        // otherwise someone holds the key. One statement: of two racing
+        // requests, one inserts or updates, the other finds the row it wrote.
         const CLAIM: &str = "INSERT INTO idempotency (participant, key, request_hash, state, \
-             created_at, expires_at) VALUES ($1, $2, $3, 'in_flight', $4, $5) \
+             created_at, expires_at, lease_until) VALUES ($1, $2, $3, 'in_flight', $4, $5, $6) \
              ON CONFLICT (participant, key) DO UPDATE SET request_hash = excluded.request_hash, \
              state = 'in_flight', status = NULL, headers = NULL, body = NULL, \
-             created_at = excluded.created_at, expires_at = excluded.expires_at \
-             WHERE idempotency.expires_at <= excluded.created_at";
+             created_at = excluded.created_at, expires_at = excluded.expires_at, \
+             lease_until = excluded.lease_until \
+             WHERE idempotency.expires_at <= excluded.created_at \
+             OR (idempotency.state = 'in_flight' AND COALESCE(idempotency.lease_until, \
+             idempotency.created_at + $7) <= excluded.created_at)";
         const HOLDER: &str = "SELECT request_hash, state, status, headers, body FROM idempotency \
              WHERE participant = $1 AND key = $2";
         let now = now_ms();
         let expires_at = now.saturating_add(duration_ms(ttl));
+        let lease = duration_ms(lease);
+        let lease_until = now.saturating_add(lease);
         // The holder can be purged between the two statements; then claim again.
         loop {
             let holder: Option<Row> = on_conn!(self.writer().await?.as_conn(), c => {
@@ -80,11 +128,13 @@ impl Store {
                     .bind(request_hash)
                     .bind(now)
                     .bind(expires_at)
+                    .bind(lease_until)
+                    .bind(lease)
                     .execute(&mut *c)
                     .await?
                     .rows_affected();
                 if claimed == 1 {
-                    return Ok(IdempotencyBegin::New);
+                    return Ok(IdempotencyBegin::New(IdempotencyClaim { lease_until }));
                 }
                 sqlx::query_as(HOLDER).bind(participant).bind(key).fetch_optional(&mut *c).await?
             });
@@ -94,15 +144,19 @@ impl Store {
         }
     }
 
-    /// Stores the response to the request that holds `key`, for replay.
+    /// Stores the response to the request that holds `key` with `claim`, for
+    /// replay; the record keeps no lease. [`StoreError::NotFound`] if the
+    /// claim no longer holds the key (it was taken over, or released).
     pub async fn idempotency_complete(
         &self,
         participant: &str,
         key: &str,
+        claim: IdempotencyClaim,
         response: &StoredResponse,
     ) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE idempotency SET state = 'done', status = $3, headers = $4, \
-             body = $5 WHERE participant = $1 AND key = $2";
+             body = $5, lease_until = NULL WHERE participant = $1 AND key = $2 \
+             AND state = 'in_flight' AND lease_until = $6";
         let done = on_conn!(self.writer().await?.as_conn(), c => {
             sqlx::query(SQL)
                 .bind(participant)
@@ -110,6 +164,7 @@ impl Store {
                 .bind(i32::from(response.status))
                 .bind(&response.headers)
                 .bind(&response.body)
+                .bind(claim.lease_until)
                 .execute(&mut *c)
                 .await?
                 .rows_affected()
@@ -117,16 +172,25 @@ impl Store {
         super::one_row(done)
     }
 
-    /// Forgets an in-flight key whose request failed, so it may be retried at once.
+    /// Forgets an in-flight key whose request (holding it with `claim`)
+    /// failed or was abandoned, so it may be retried at once.
+    /// [`StoreError::NotFound`] if the claim no longer holds the key.
     pub async fn idempotency_release(
         &self,
         participant: &str,
         key: &str,
+        claim: IdempotencyClaim,
     ) -> Result<(), StoreError> {
-        const SQL: &str = "DELETE FROM idempotency \
-             WHERE participant = $1 AND key = $2 AND state = 'in_flight'";
+        const SQL: &str = "DELETE FROM idempotency WHERE participant = $1 AND key = $2 \
+             AND state = 'in_flight' AND lease_until = $3";
         let done = on_conn!(self.writer().await?.as_conn(), c => {
-            sqlx::query(SQL).bind(participant).bind(key).execute(&mut *c).await?.rows_affected()
+            sqlx::query(SQL)
+                .bind(participant)
+                .bind(key)
+                .bind(claim.lease_until)
+                .execute(&mut *c)
+                .await?
+                .rows_affected()
         });
         super::one_row(done)
     }

@@ -103,7 +103,7 @@ pub use correlations::Correlation;
 pub use couriers::Courier;
 pub use error::{StoreError, UnknownVariant};
 pub use events::{Event, NewEvent};
-pub use idempotency::{IdempotencyBegin, StoredResponse};
+pub use idempotency::{IdempotencyBegin, IdempotencyClaim, StoredResponse};
 pub use inbox::{InboxClaim, InboxRecord};
 pub use journal::{JournalEntry, MessageKind};
 pub use orders::{Order, OrderStatus};

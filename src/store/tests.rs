@@ -96,6 +96,10 @@ on_both_engines!(
     couriers_upsert_keeps_created_at,
     idempotency_new_in_flight_done_mismatch,
     idempotency_expired_or_released_key_is_new,
+    idempotency_in_flight_key_whose_lease_ended_is_taken_over,
+    idempotency_in_flight_key_within_its_lease_is_in_flight,
+    idempotency_done_key_is_replayed_whatever_its_lease,
+    idempotency_record_without_a_lease_is_leased_from_its_creation,
 );
 
 fn id() -> String {
@@ -1095,6 +1099,17 @@ async fn couriers_upsert_keeps_created_at(store: Store) {
     assert!(matches!(overloaded, Err(StoreError::Database(_))));
 }
 
+/// A lease longer than any of these tests.
+const LEASE: Duration = Duration::from_secs(3600);
+
+/// The claim of a [`IdempotencyBegin::New`], or a panic naming what it was.
+fn claimed(begun: IdempotencyBegin) -> IdempotencyClaim {
+    match begun {
+        IdempotencyBegin::New(claim) => claim,
+        other => panic!("expected New, got {other:?}"),
+    }
+}
+
 async fn idempotency_new_in_flight_done_mismatch(store: Store) {
     let ttl = Duration::from_secs(3600);
     let key = id();
@@ -1102,12 +1117,12 @@ async fn idempotency_new_in_flight_done_mismatch(store: Store) {
         let (store, key) = (store.clone(), key.clone());
         async move {
             store
-                .idempotency_begin("payments", &key, hash, ttl)
+                .idempotency_begin("payments", &key, hash, ttl, LEASE)
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(begin("h1").await, IdempotencyBegin::New);
+    let claim = claimed(begin("h1").await);
     assert_eq!(begin("h1").await, IdempotencyBegin::InFlight);
     assert_eq!(begin("h2").await, IdempotencyBegin::Mismatch);
     let response = StoredResponse {
@@ -1116,18 +1131,21 @@ async fn idempotency_new_in_flight_done_mismatch(store: Store) {
         body: br#"{"paid":true}"#.to_vec(),
     };
     store
-        .idempotency_complete("payments", &key, &response)
+        .idempotency_complete("payments", &key, claim, &response)
         .await
         .unwrap();
     assert_eq!(begin("h1").await, IdempotencyBegin::Done(response));
     assert_eq!(begin("h2").await, IdempotencyBegin::Mismatch);
     let other = store
-        .idempotency_begin("orders", &key, "h2", ttl)
+        .idempotency_begin("orders", &key, "h2", ttl, LEASE)
         .await
         .unwrap();
-    assert_eq!(other, IdempotencyBegin::New, "keys are per participant");
+    assert!(
+        matches!(other, IdempotencyBegin::New(_)),
+        "keys are per participant: {other:?}"
+    );
     assert!(matches!(
-        store.idempotency_release("payments", &key).await,
+        store.idempotency_release("payments", &key, claim).await,
         Err(StoreError::NotFound)
     ));
 }
@@ -1138,25 +1156,184 @@ async fn idempotency_expired_or_released_key_is_new(store: Store) {
         let (store, key) = (store.clone(), key.clone());
         async move {
             store
-                .idempotency_begin("payments", &key, hash, ttl)
+                .idempotency_begin("payments", &key, hash, ttl, LEASE)
                 .await
                 .unwrap()
         }
     };
-    assert_eq!(begin("h1", Duration::ZERO).await, IdempotencyBegin::New);
+    claimed(begin("h1", Duration::ZERO).await);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(
-        begin("h2", Duration::from_secs(60)).await,
-        IdempotencyBegin::New
-    );
+    let claim = claimed(begin("h2", Duration::from_secs(60)).await);
     assert_eq!(
         begin("h2", Duration::from_secs(60)).await,
         IdempotencyBegin::InFlight
     );
-    store.idempotency_release("payments", &key).await.unwrap();
-    assert_eq!(begin("h3", Duration::ZERO).await, IdempotencyBegin::New);
+    store
+        .idempotency_release("payments", &key, claim)
+        .await
+        .unwrap();
+    claimed(begin("h3", Duration::ZERO).await);
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(store.idempotency_purge_expired().await.unwrap(), 1);
+}
+
+/// A request that died holding its key (killed, so nothing released it)
+/// holds it only for its lease; then the next request takes it over, and
+/// the dead request's claim can no longer complete or release the record.
+/// (A zero lease has ended the moment it is taken: no waiting.)
+async fn idempotency_in_flight_key_whose_lease_ended_is_taken_over(store: Store) {
+    let (key, ttl) = (id(), Duration::from_secs(3600));
+    let begin = |hash: &'static str, lease: Duration| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .idempotency_begin("orders", &key, hash, ttl, lease)
+                .await
+                .unwrap()
+        }
+    };
+    let dead = claimed(begin("h1", Duration::ZERO).await);
+    let retry = claimed(begin("h1", LEASE).await);
+    assert_ne!(dead, retry, "the takeover is a claim of its own");
+    assert_eq!(begin("h1", LEASE).await, IdempotencyBegin::InFlight);
+    let late = StoredResponse {
+        status: 200,
+        headers: json!({}),
+        body: b"late".to_vec(),
+    };
+    assert!(matches!(
+        store
+            .idempotency_complete("orders", &key, dead, &late)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.idempotency_release("orders", &key, dead).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        begin("h1", LEASE).await,
+        IdempotencyBegin::InFlight,
+        "the dead claim released nothing"
+    );
+    let answer = StoredResponse {
+        status: 201,
+        headers: json!({}),
+        body: b"retried".to_vec(),
+    };
+    store
+        .idempotency_complete("orders", &key, retry, &answer)
+        .await
+        .unwrap();
+    assert_eq!(begin("h1", LEASE).await, IdempotencyBegin::Done(answer));
+
+    // A dead request's key is taken over whatever the retry's body: like an
+    // expired or released key, it was never answered.
+    let other = id();
+    store
+        .idempotency_begin("orders", &other, "h1", ttl, Duration::ZERO)
+        .await
+        .unwrap();
+    claimed(
+        store
+            .idempotency_begin("orders", &other, "h2", ttl, LEASE)
+            .await
+            .unwrap(),
+    );
+}
+
+/// Within its lease an in-flight key is in flight, whatever lease the
+/// asking request would take: the holder's lease counts.
+async fn idempotency_in_flight_key_within_its_lease_is_in_flight(store: Store) {
+    let (key, ttl) = (id(), Duration::from_secs(3600));
+    let begin = |hash: &'static str, lease: Duration| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .idempotency_begin("orders", &key, hash, ttl, lease)
+                .await
+                .unwrap()
+        }
+    };
+    let running = claimed(begin("h1", LEASE).await);
+    assert_eq!(begin("h1", LEASE).await, IdempotencyBegin::InFlight);
+    assert_eq!(
+        begin("h1", Duration::ZERO).await,
+        IdempotencyBegin::InFlight
+    );
+    assert_eq!(
+        begin("h2", Duration::ZERO).await,
+        IdempotencyBegin::Mismatch
+    );
+    store
+        .idempotency_release("orders", &key, running)
+        .await
+        .unwrap();
+    claimed(begin("h2", LEASE).await);
+}
+
+/// A done record has no lease: it is replayed until it expires.
+async fn idempotency_done_key_is_replayed_whatever_its_lease(store: Store) {
+    let (key, ttl) = (id(), Duration::from_secs(3600));
+    let begin = |hash: &'static str| {
+        let (store, key) = (store.clone(), key.clone());
+        async move {
+            store
+                .idempotency_begin("orders", &key, hash, ttl, Duration::ZERO)
+                .await
+                .unwrap()
+        }
+    };
+    let claim = claimed(begin("h1").await);
+    let answer = StoredResponse {
+        status: 200,
+        headers: json!({ "content-type": "application/json" }),
+        body: b"{}".to_vec(),
+    };
+    store
+        .idempotency_complete("orders", &key, claim, &answer)
+        .await
+        .unwrap();
+    assert_eq!(begin("h1").await, IdempotencyBegin::Done(answer.clone()));
+    assert_eq!(begin("h1").await, IdempotencyBegin::Done(answer));
+    assert_eq!(begin("h2").await, IdempotencyBegin::Mismatch);
+}
+
+/// A record written without a lease (before migration 0012, or by an
+/// instance that predates it) is leased from its creation, for the lease
+/// the asking request would take.
+async fn idempotency_record_without_a_lease_is_leased_from_its_creation(store: Store) {
+    const LEGACY: &str = "INSERT INTO idempotency (participant, key, request_hash, state, \
+         created_at, expires_at) VALUES ('orders', $1, 'h1', 'in_flight', $2, $3)";
+    let lease = Duration::from_secs(60);
+    let now = now_ms();
+    let (old, young) = (id(), id());
+    for (key, created_at) in [(&old, now - 61_000), (&young, now)] {
+        let mut conn = store.writer().await.unwrap();
+        on_conn!(conn.as_conn(), c => {
+            sqlx::query(LEGACY)
+                .bind(key)
+                .bind(created_at)
+                .bind(now + 3_600_000)
+                .execute(&mut *c)
+                .await
+                .unwrap();
+        });
+    }
+    let ttl = Duration::from_secs(3600);
+    claimed(
+        store
+            .idempotency_begin("orders", &old, "h1", ttl, lease)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        store
+            .idempotency_begin("orders", &young, "h1", ttl, lease)
+            .await
+            .unwrap(),
+        IdempotencyBegin::InFlight
+    );
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@ mod bench;
 mod conversations;
 mod exchanges;
 mod housekeeping;
+mod idempotency;
 mod instances;
 mod keys;
 mod once_only;

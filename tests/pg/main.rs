@@ -13,6 +13,8 @@ mod conversations;
 mod exchanges;
 #[path = "../it/housekeeping.rs"]
 mod housekeeping;
+#[path = "../it/idempotency.rs"]
+mod idempotency;
 #[path = "../it/instances.rs"]
 mod instances;
 #[path = "../it/keys.rs"]

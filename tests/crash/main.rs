@@ -43,6 +43,8 @@ struct Service {
     data_dir: std::path::PathBuf,
     database_url: Option<String>,
     receiver: String,
+    /// Settings of this service beyond the harness's own, as environment.
+    env: Vec<(&'static str, &'static str)>,
 }
 
 impl Service {
@@ -52,6 +54,17 @@ impl Service {
         database_url: Option<&str>,
         receiver: &str,
         crash: &str,
+    ) -> Service {
+        Service::start_with(port, data_dir, database_url, receiver, crash, Vec::new())
+    }
+
+    fn start_with(
+        port: u16,
+        data_dir: &std::path::Path,
+        database_url: Option<&str>,
+        receiver: &str,
+        crash: &str,
+        env: Vec<(&'static str, &'static str)>,
     ) -> Service {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -73,6 +86,7 @@ impl Service {
                 "20ms,50ms,100ms,200ms,300ms,500ms,500ms,500ms,1s,1s,1s,1s,1s",
             ])
             .env("CONVERSANT_CRASH_POINTS", crash)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(log);
@@ -104,6 +118,7 @@ impl Service {
             data_dir: data_dir.to_owned(),
             database_url: database_url.map(str::to_owned),
             receiver: receiver.to_owned(),
+            env,
         }
     }
 
@@ -115,12 +130,13 @@ impl Service {
     fn restart(&mut self, crash: &str) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        *self = Service::start(
+        *self = Service::start_with(
             self.port,
             &self.data_dir.clone(),
             self.database_url.clone().as_deref(),
             &self.receiver.clone(),
             crash,
+            self.env.clone(),
         );
     }
 }
@@ -474,5 +490,143 @@ async fn postgres_survives_repeated_sigkill() {
     };
     let url = postgres.new_database().await;
     crash_and_recover(Some(url)).await;
+    drop(postgres);
+}
+
+/// An Idempotency-Key whose request was killed mid-way (the process died
+/// holding it in flight) answers 409 while its lease runs, then is usable
+/// again: the retry pays, once.
+async fn a_killed_request_frees_its_idempotency_key_after_its_lease(database_url: Option<String>) {
+    const LEASE: Duration = Duration::from_secs(5);
+    let receiver = Receiver::start().await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("CONVERSANT_REQUEST_TIMEOUT", "4"),
+        ("CONVERSANT_IDEMPOTENCY_LEASE", "5"),
+    ];
+    let mut service = Service::start_with(
+        free_port(),
+        data_dir.path(),
+        database_url.as_deref(),
+        &receiver.authority(),
+        "",
+        env,
+    );
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let post = |url: String, key: Option<&'static str>, body: Value| {
+        let mut request = client
+            .post(url)
+            .json(&body)
+            .timeout(Duration::from_secs(10));
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send()
+    };
+    let basket: Value = post(
+        format!("{}/basket/checkouts", service.base),
+        None,
+        json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let basket: Value = post(
+        link(&basket, "add-item"),
+        None,
+        json!({ "sku": "margherita", "quantity": 1 }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let priced: Value = post(link(&basket, "checkout"), None, json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pay = link(&priced, "pay");
+    let card = json!({ "card_number": "4242424242424242" });
+
+    // Armed: payments' inbox claim kills the process while pay, holding the key, waits.
+    service.restart("inbox-after-claim=1");
+    let killed = post(pay.clone(), Some("pay-once"), card.clone()).await;
+    assert!(killed.is_err(), "the process died mid-request: {killed:?}");
+    let died = Instant::now();
+    while !service.died() {
+        assert!(died.elapsed() < Duration::from_secs(5), "the service did not die");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    service.restart("");
+
+    let mut refused_in_flight = 0;
+    let paid = loop {
+        let response = post(pay.clone(), Some("pay-once"), card.clone())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status == 409 {
+            assert_eq!(body["type"], "/problems/idempotency-in-flight", "{body:#}");
+            assert!(
+                died.elapsed() < LEASE + Duration::from_secs(5),
+                "the key stuck"
+            );
+            refused_in_flight += 1;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        assert_eq!(status, 200, "{body:#}");
+        break body;
+    };
+    assert!(
+        died.elapsed() >= LEASE - Duration::from_secs(1),
+        "the key came free before its lease ended"
+    );
+    assert!(
+        refused_in_flight > 0,
+        "the dead request's key held while its lease ran"
+    );
+    let replayed = post(pay.clone(), Some("pay-once"), card).await.unwrap();
+    assert_eq!(replayed.status(), 200);
+    assert_eq!(
+        replayed
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.to_str().unwrap()),
+        Some("true")
+    );
+    let (_, captured, charged_twice) = count_effects(&service).await;
+    assert_eq!((captured, charged_twice), (1, 0), "{paid:#}");
+    println!(
+        "idempotency lease ({}): the killed request's key answered 409 {refused_in_flight} times, then paid once after {:.1}s",
+        if database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+        died.elapsed().as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_frees_a_killed_request_s_idempotency_key_after_its_lease() {
+    a_killed_request_frees_its_idempotency_key_after_its_lease(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_frees_a_killed_request_s_idempotency_key_after_its_lease() {
+    let Some(postgres) = tokio::task::spawn_blocking(TempPostgres::start)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let url = postgres.new_database().await;
+    a_killed_request_frees_its_idempotency_key_after_its_lease(Some(url)).await;
     drop(postgres);
 }

@@ -482,6 +482,12 @@ async fn sqlite_survives_repeated_sigkill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_survives_repeated_sigkill() {
+    on_postgres(crash_and_recover).await;
+}
+
+/// Runs `test` on a database of a throwaway PostgreSQL cluster (skipped,
+/// loudly, where PostgreSQL is not installed: see `TempPostgres::start`).
+async fn on_postgres<F: Future<Output = ()>>(test: impl FnOnce(Option<String>) -> F) {
     let Some(postgres) = tokio::task::spawn_blocking(TempPostgres::start)
         .await
         .unwrap()
@@ -489,7 +495,7 @@ async fn postgres_survives_repeated_sigkill() {
         return;
     };
     let url = postgres.new_database().await;
-    crash_and_recover(Some(url)).await;
+    test(Some(url)).await;
     drop(postgres);
 }
 
@@ -558,7 +564,10 @@ async fn a_killed_request_frees_its_idempotency_key_after_its_lease(database_url
     assert!(killed.is_err(), "the process died mid-request: {killed:?}");
     let died = Instant::now();
     while !service.died() {
-        assert!(died.elapsed() < Duration::from_secs(5), "the service did not die");
+        assert!(
+            died.elapsed() < Duration::from_secs(5),
+            "the service did not die"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     service.restart("");
@@ -620,13 +629,5 @@ async fn sqlite_frees_a_killed_request_s_idempotency_key_after_its_lease() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_frees_a_killed_request_s_idempotency_key_after_its_lease() {
-    let Some(postgres) = tokio::task::spawn_blocking(TempPostgres::start)
-        .await
-        .unwrap()
-    else {
-        return;
-    };
-    let url = postgres.new_database().await;
-    a_killed_request_frees_its_idempotency_key_after_its_lease(Some(url)).await;
-    drop(postgres);
+    on_postgres(a_killed_request_frees_its_idempotency_key_after_its_lease).await;
 }

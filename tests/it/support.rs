@@ -212,7 +212,7 @@ impl TestApp {
     /// does in the background once the server is up: an order placed
     /// before that is published to the feed only, and no delivery starts.
     pub async fn deliveries_subscribed(&self) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {
             // The server may still be creating its database.
             if let Ok(store) = conversant::store::Store::connect(&self.database()).await {

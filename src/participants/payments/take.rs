@@ -154,18 +154,7 @@ async fn charge_once(
         .retry_after(app.config.processor_retry_after.as_secs());
         let stored = reply(app, claims, &fault.body(), fault.status())?;
         if let Some(reply_to) = reply_to {
-            let mut tx = app.store.begin().await.map_err(Problem::internal)?;
-            exchange::enqueue_reply(
-                &mut tx,
-                Payments,
-                reply_to,
-                &stored.token,
-                stored.status,
-                &stored.body,
-            )
-            .await?;
-            tx.commit().await.map_err(Problem::internal)?;
-            app.relay.wake();
+            reply_alone(app, reply_to, &stored).await?;
         }
         return Ok((stored, true));
     }
@@ -272,18 +261,7 @@ async fn already_paid(
     );
     let stored = reply(app, claims, &problem.body(), problem.status())?;
     if let Some(reply_to) = reply_to {
-        let mut tx = app.store.begin().await.map_err(Problem::internal)?;
-        exchange::enqueue_reply(
-            &mut tx,
-            Payments,
-            reply_to,
-            &stored.token,
-            stored.status,
-            &stored.body,
-        )
-        .await?;
-        tx.commit().await.map_err(Problem::internal)?;
-        app.relay.wake();
+        reply_alone(app, reply_to, &stored).await?;
     }
     Ok((stored, false))
 }
@@ -309,6 +287,25 @@ pub fn paid_already(app: &App, paid: &Payment, detail: &str) -> Problem {
         ),
         Err(_) => problem,
     }
+}
+
+/// Sends an asynchronous reply that comes with no effect of its own (the
+/// processor was down, the conversation was paid): its outbox message is
+/// the whole transaction.
+async fn reply_alone(app: &App, reply_to: &AsyncReply, stored: &Stored) -> Result<(), Problem> {
+    let mut tx = app.store.begin().await.map_err(Problem::internal)?;
+    exchange::enqueue_reply(
+        &mut tx,
+        Payments,
+        reply_to,
+        &stored.token,
+        stored.status,
+        &stored.body,
+    )
+    .await?;
+    tx.commit().await.map_err(Problem::internal)?;
+    app.relay.wake();
+    Ok(())
 }
 
 /// Signs the reply (acknowledgement or fault) so the requestor can verify who sent it.

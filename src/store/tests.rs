@@ -77,6 +77,8 @@ on_both_engines!(
     orders_insert_get_set_status,
     only_a_placed_order_is_cancelled_and_only_once,
     payments_insert_get_set_status,
+    one_capture_per_conversation_and_one_refund_per_payment,
+    one_order_per_conversation,
     inbox_replays_stored_response_to_duplicates,
     inbox_concurrent_claims_have_one_winner,
     durable_step_is_one_transaction,
@@ -375,6 +377,81 @@ async fn only_a_placed_order_is_cancelled_and_only_once(store: Store) {
     );
     let got = store.get_order(&rejected.id).await.unwrap();
     assert_eq!(got.status, OrderStatus::Rejected);
+}
+
+async fn one_capture_per_conversation_and_one_refund_per_payment(store: Store) {
+    let cid = id();
+    let payment = |status| Payment {
+        id: id(),
+        conversation_id: cid.clone(),
+        amount: 150,
+        currency: "EUR".into(),
+        last4: Some("4242".into()),
+        status,
+        reason: None,
+        created_at: now_ms(),
+        order_id: None,
+    };
+    // Declined attempts take nothing: as many as the card fails.
+    store
+        .insert_payment(&payment(PaymentStatus::Declined))
+        .await
+        .unwrap();
+    store
+        .insert_payment(&payment(PaymentStatus::Declined))
+        .await
+        .unwrap();
+    let captured = payment(PaymentStatus::Captured);
+    store.insert_payment(&captured).await.unwrap();
+    assert!(matches!(
+        store
+            .insert_payment(&payment(PaymentStatus::Captured))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.capture_of_conversation(&cid).await.unwrap(),
+        Some(captured.clone())
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.refund_captured_payment(&captured.id, Some("first"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !tx.refund_captured_payment(&captured.id, Some("second"))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+    let refunded = store.get_payment(&captured.id).await.unwrap();
+    assert_eq!(
+        (refunded.status, refunded.reason.as_deref()),
+        (PaymentStatus::Refunded, Some("first"))
+    );
+    // A refund does not free the conversation for a second charge.
+    assert!(matches!(
+        store
+            .insert_payment(&payment(PaymentStatus::Captured))
+            .await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+async fn one_order_per_conversation(store: Store) {
+    let cid = id();
+    let first = order(&cid);
+    store.insert_order(&first).await.unwrap();
+    assert!(matches!(
+        store.insert_order(&order(&cid)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.order_of_conversation(&cid).await.unwrap(),
+        Some(first)
+    );
+    assert_eq!(store.order_of_conversation(&id()).await.unwrap(), None);
 }
 
 async fn payments_insert_get_set_status(store: Store) {

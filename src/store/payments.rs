@@ -136,16 +136,6 @@ impl Tx {
         });
         Ok(done == 1)
     }
-
-    /// [`Store::set_payment_status`] inside this transaction.
-    pub async fn set_payment_status(
-        &mut self,
-        id: &str,
-        status: PaymentStatus,
-        reason: Option<&str>,
-    ) -> Result<(), StoreError> {
-        set_status(self.conn(), id, status, reason).await
-    }
 }
 
 async fn insert(conn: Conn<'_>, p: &Payment) -> Result<(), StoreError> {

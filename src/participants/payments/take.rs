@@ -176,23 +176,26 @@ async fn charge_once(
         InboxClaim::Claimed => crate::crash::point("inbox-after-claim"),
     }
     let cid = claims.cid.to_string();
+    let (mut payment, answer) = cards::charge(card, &cid, charge.amount, &charge.currency);
+    payment.order_id = charge.order.clone();
     // Once per conversation, whatever branch asks: an earlier branch's
     // capture answers this one, and nothing is charged (nor claimed: the
-    // transaction is dropped, so the same attempt is judged again if retried).
-    if let Some(paid) = tx
-        .capture_of_conversation(&cid)
-        .await
-        .map_err(Problem::internal)?
+    // transaction is dropped, so the same attempt is judged again if
+    // retried). A capture meets the unique index `payments_one_capture` on
+    // its insert, with no read on the way; a declined attempt is let in by
+    // the index, so it asks first.
+    if payment.status == PaymentStatus::Declined
+        && let Some(paid) = tx
+            .capture_of_conversation(&cid)
+            .await
+            .map_err(Problem::internal)?
     {
         drop(tx);
         return already_paid(app, claims, &paid, reply_to).await;
     }
-    let (mut payment, answer) = cards::charge(card, &cid, charge.amount, &charge.currency);
-    payment.order_id = charge.order.clone();
     match tx.insert_payment(&payment).await {
         Ok(()) => {}
-        // A branch racing this one captured first (the unique index
-        // `payments_one_capture`, PostgreSQL's concurrent writers).
+        // Another branch captured first (or is committing its capture now).
         Err(StoreError::Conflict) => {
             drop(tx);
             let paid = app

@@ -9,21 +9,25 @@
 //! stored, so the client may retry it at once. Keys live for
 //! `--idempotency-ttl` (24 hours by default), scoped per participant.
 //!
-//! A key is never held by a request that is gone. If the request's future
-//! is dropped before it answered (the client hung up, the request timeout
-//! fired, a handler panicked and the catch-panic layer, which is outside
-//! this one, answered 500), a guard releases the key at once, in a task of
-//! its own. If the process dies with the key held, nothing runs to release
-//! it: then the record's lease (`--idempotency-lease`, the request timeout
-//! plus 30 seconds by default) ends, and the next request with the key
-//! takes it over (see [`crate::store::idempotency`]). Until then the key
-//! answers 409. The lease is longer than the request timeout, which this
-//! layer runs inside of, so a request still running never loses its key.
+//! A request that holds a key runs to its end in a task of its own, even if
+//! its client hangs up: its effect may be committed by then, so its answer
+//! is kept, and the client's retry gets it (409 while it still runs). It is
+//! cut off at the request timeout, as the timeout layer would cut it, and
+//! its key released. A handler that panics releases its key as it unwinds
+//! (a guard, in a task of its own). If the process dies with the key held,
+//! nothing runs to release it: then the record's lease
+//! (`--idempotency-lease`, the request timeout plus 30 seconds by default)
+//! ends, and the next request with the key takes it over (see
+//! [`crate::store::idempotency`]). Until then the key answers 409. The
+//! lease is longer than the request timeout, so a request still running
+//! never loses its key.
 //!
 //! Messages between participants that de-duplicate through their inbox by
 //! message id (take-payment, refund) are left to the inbox: a requestor's
 //! retry of a slow request must be answered from the inbox as soon as the
 //! first attempt committed, not refused as "in flight".
+
+use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -116,7 +120,6 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
         .into_response(),
         Ok(IdempotencyBegin::Done(stored)) => replay(stored),
         Ok(IdempotencyBegin::New(claim)) => {
-            // From here on, a drop of this future releases the key.
             let held = Held {
                 store: app.store.clone(),
                 background: app.background.clone(),
@@ -124,33 +127,54 @@ pub async fn layer(State(app): State<AppState>, req: Request, next: Next) -> Res
                 key,
                 claim: Some(claim),
             };
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
+            let request = Request::from_parts(parts, Body::from(bytes));
+            // The request runs to its end in a task of its own, even if the
+            // client hangs up meanwhile: its effect may be committed by
+            // then, so its answer is kept for the retry the key exists for.
+            let answered = app
+                .background
+                .to_the_end(answer_once(held, next, request, app.config.request_timeout))
                 .await;
-            let (parts, body) = response.into_parts();
-            let Ok(bytes) = to_bytes(body, 16 * 1024 * 1024).await else {
-                held.release().await;
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            };
-            if parts.status.is_server_error() {
-                held.release().await;
-            } else {
-                let stored = StoredResponse {
-                    status: parts.status.as_u16(),
-                    headers: kept_headers(&parts.headers),
-                    body: bytes.to_vec(),
-                };
-                held.complete(&stored).await;
-            }
-            Response::from_parts(parts, Body::from(bytes))
+            answered.unwrap_or_else(|e| {
+                // A handler panicked: its key was released as it unwound.
+                Problem::internal(format!("a request holding an Idempotency-Key failed: {e}"))
+                    .into_response()
+            })
         }
     }
 }
 
+/// Runs the request that holds the key, then keeps its answer for replay,
+/// or releases the key on a 5xx. A request still running at the request
+/// timeout is dropped (its key released) as the timeout layer would, so the
+/// lease, longer than the timeout, never ends under a running request.
+async fn answer_once(held: Held, next: Next, request: Request, timeout: Duration) -> Response {
+    let Ok(response) = tokio::time::timeout(timeout, next.run(request)).await else {
+        held.release().await;
+        return Problem::new(types::TIMEOUT, "The request took too long.").into_response();
+    };
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = to_bytes(body, 16 * 1024 * 1024).await else {
+        held.release().await;
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if parts.status.is_server_error() {
+        held.release().await;
+    } else {
+        let stored = StoredResponse {
+            status: parts.status.as_u16(),
+            headers: kept_headers(&parts.headers),
+            body: bytes.to_vec(),
+        };
+        held.complete(&stored).await;
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
 /// A key this request holds. Completed or released, it is done with;
-/// dropped while still held (the request's future was dropped: the client
-/// hung up, the timeout fired, a handler panicked), it releases the key in
-/// a task of its own, since a drop cannot wait.
+/// dropped while still held (a handler panicked, or the server's tasks were
+/// cancelled), it releases the key in a task of its own, since a drop
+/// cannot wait.
 struct Held {
     store: Store,
     background: Background,

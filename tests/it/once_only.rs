@@ -353,3 +353,61 @@ async fn a_routing_slip_whose_hops_are_replayed_and_forked_pays_once() {
     assert_eq!(replayed["conversation"], started["conversation"]);
     assert_eq!(effects(&app, &started["conversation"]).await, ONCE);
 }
+
+/// A second "raise order" for a conversation that has its order (what a
+/// second paid branch would send, were payments to let one through): orders
+/// places nothing, and its redelivery is a duplicate.
+#[tokio::test]
+async fn a_second_order_for_a_conversation_places_nothing() {
+    use conversant::conversation::KeyRing;
+    use conversant::participant::Participant;
+
+    let app = spawn_app().await;
+    let basket = basket(&app).await;
+    let priced = app.post_empty(&basket.link("checkout")).await;
+    let paid = pay(&app, &priced).await;
+    assert_eq!(paid.status, 200, "{:#}", paid.body);
+    let cid = paid.body["conversation"].as_str().unwrap().to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({
+        "iss": "pricing", "aud": ["orders"], "iat": now, "nbf": now, "exp": now + 300,
+        "jti": uuid::Uuid::now_v7().to_string(), "cid": cid, "pat": "turn-taking",
+        "seq": 9, "nxt": ["raise-order"], "chn": "second-branch",
+        "st": {
+            "order_id": uuid::Uuid::now_v7().to_string(),
+            "payment_id": paid.body["state"]["payment"]["payment_id"],
+            "items": [], "total": 2150, "currency": "EUR",
+            "stores": ["luigis"], "address": null,
+        },
+    });
+    let key = KeyRing::load_or_create(app.data_dir.path(), Participant::Pricing)
+        .unwrap()
+        .live()
+        .unwrap()
+        .pop()
+        .unwrap();
+    let header = json!({ "alg": "EdDSA", "typ": "conv+jwt", "kid": key.kid });
+    let token = crate::tokens::ed_signed(&header, &claims, &key.pair);
+    let raise = |token: String| {
+        app.client
+            .post(app.url("/orders/orders"))
+            .header("conversation-state", token)
+            .send()
+    };
+    // Wait for the first order, so the second meets it.
+    crate::exchanges::eventually_ok(&app, &paid.link("order")).await;
+    for _ in 0..2 {
+        let answer = raise(token.clone()).await.unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+    let orders = count(
+        &app,
+        "SELECT count(*) FROM orders WHERE conversation_id = $1",
+        &cid,
+    )
+    .await;
+    assert_eq!(orders, 1, "one order per conversation");
+}

@@ -105,18 +105,6 @@ pub async fn raise_order(
         return Ok(accepted());
     }
     crate::crash::point("inbox-after-claim");
-    // One order per conversation, whatever raised it: a branch of the
-    // conversation raising a second one changes nothing (the claim above is
-    // kept, so its redelivery is a duplicate too).
-    if let Some(placed) = tx
-        .order_of_conversation(&claims.cid.to_string())
-        .await
-        .map_err(Problem::internal)?
-    {
-        tracing::info!(conversation = %claims.cid, order = %placed.id, raised = %message.order_id, "the conversation has its order: no second one");
-        tx.commit().await.map_err(Problem::internal)?;
-        return Ok(accepted());
-    }
     let mut order = Order {
         id: message.order_id.clone(),
         conversation_id: claims.cid.to_string(),
@@ -129,11 +117,26 @@ pub async fn raise_order(
         reason: None,
         created_at: now_ms(),
     };
-    match (failure, fault_to) {
-        (Some(problem), Some(fault_to)) => {
-            order.status = OrderStatus::Rejected;
-            order.reason = Some(problem.kind().slug.to_owned());
-            insert_once(tx.insert_order(&order).await)?;
+    let rejected = match (failure, fault_to) {
+        (Some(problem), Some(fault_to)) => Some((problem, fault_to)),
+        _ => None,
+    };
+    if let Some((problem, _)) = &rejected {
+        order.status = OrderStatus::Rejected;
+        order.reason = Some(problem.kind().slug.to_owned());
+    }
+    // One order per conversation, whatever raised it (the unique index
+    // `orders_one_per_conversation`, met on the insert with no read first).
+    match tx.insert_order(&order).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => {
+            drop(tx);
+            return another_branch_ordered(&app, &claims, &dedupe, &order.id).await;
+        }
+        Err(e) => return Err(Problem::internal(e)),
+    }
+    match rejected {
+        Some((problem, fault_to)) => {
             let problem = problem
                 .in_conversation(claims.cid)
                 .with("order_id", &order.id);
@@ -155,8 +158,7 @@ pub async fn raise_order(
             )
             .await?;
         }
-        _ => {
-            insert_once(tx.insert_order(&order).await)?;
+        None => {
             let mut data = json!({
                 "order_id": order.id,
                 "conversation": order.conversation_id,
@@ -177,18 +179,22 @@ pub async fn raise_order(
     Ok(accepted())
 }
 
-/// The insert of a conversation's order. A conflict is another branch's
-/// order committed meanwhile (PostgreSQL's concurrent writers): nothing is
-/// kept of this attempt, and its redelivery finds that order.
-fn insert_once(inserted: Result<(), StoreError>) -> Result<(), Problem> {
-    match inserted {
-        Ok(()) => Ok(()),
-        Err(StoreError::Conflict) => Err(Problem::new(
-            types::ALREADY_PAID,
-            "The conversation's order was raised by another branch meanwhile.",
-        )),
-        Err(e) => Err(Problem::internal(e)),
-    }
+/// A branch of a conversation that has its order raised another: nothing
+/// is placed, and the message is claimed on its own, so that its
+/// redelivery is a duplicate too.
+async fn another_branch_ordered(
+    app: &App,
+    claims: &Claims,
+    dedupe: &str,
+    raised: &str,
+) -> Result<Response, Problem> {
+    let mut tx = app.store.begin().await.map_err(Problem::internal)?;
+    tx.inbox_claim(Orders.as_str(), &claims.jti.to_string(), dedupe)
+        .await
+        .map_err(Problem::internal)?;
+    tx.commit().await.map_err(Problem::internal)?;
+    tracing::info!(conversation = %claims.cid, %raised, "the conversation has its order: no second one");
+    Ok(accepted())
 }
 
 /// Whether the order can be placed: every store open, the address within reach.

@@ -12,6 +12,10 @@
 -- the order's), and one refund per payment is a status that moves once.
 CREATE UNIQUE INDEX payments_one_capture ON payments (conversation_id) WHERE status <> 'declined';
 CREATE UNIQUE INDEX orders_one_per_conversation ON orders (conversation_id);
+-- A conversation's payments, declined ones included, are read by pricing
+-- before it prices a basket (is this conversation paid?) and by the audit
+-- listing: by index, not by a scan that grows with every payment taken.
+CREATE INDEX payments_by_conversation ON payments (conversation_id);
 -- The order a payment pays for, when the payer named it (the checkout does:
 -- its order id derives from the paying attempt), so that a second branch's
 -- `409 already-paid` can link to the order as well as to the payment.

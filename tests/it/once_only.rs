@@ -359,7 +359,6 @@ async fn a_routing_slip_whose_hops_are_replayed_and_forked_pays_once() {
 /// places nothing, and its redelivery is a duplicate.
 #[tokio::test]
 async fn a_second_order_for_a_conversation_places_nothing() {
-    use conversant::conversation::KeyRing;
     use conversant::participant::Participant;
 
     let app = spawn_app().await;
@@ -383,14 +382,7 @@ async fn a_second_order_for_a_conversation_places_nothing() {
             "stores": ["luigis"], "address": null,
         },
     });
-    let key = KeyRing::load_or_create(app.data_dir.path(), Participant::Pricing)
-        .unwrap()
-        .live()
-        .unwrap()
-        .pop()
-        .unwrap();
-    let header = json!({ "alg": "EdDSA", "typ": "conv+jwt", "kid": key.kid });
-    let token = crate::tokens::ed_signed(&header, &claims, &key.pair);
+    let token = crate::routing_slip::signed_by(&app, Participant::Pricing, &claims);
     let raise = |token: String| {
         app.client
             .post(app.url("/orders/orders"))

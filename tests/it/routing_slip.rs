@@ -465,7 +465,7 @@ fn unix_now() -> i64 {
 }
 
 /// A token signed with `participant`'s real key: a step that misbehaves.
-fn signed_by(app: &TestApp, participant: Participant, claims: &Value) -> String {
+pub fn signed_by(app: &TestApp, participant: Participant, claims: &Value) -> String {
     let key = KeyRing::load_or_create(app.data_dir.path(), participant)
         .unwrap()
         .live()

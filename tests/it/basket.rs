@@ -239,3 +239,41 @@ async fn the_stateless_basket_lets_an_older_link_branch() {
     assert_eq!(first.body["conversation"], branch.body["conversation"]);
     assert!(claims_of(&branch.link("self"))["st"]["items"].is_array());
 }
+
+/// Every resource the menu embeds has an address, and says it (`self`): a
+/// generic HAL client (ketting) ignores an embedded resource without one,
+/// and could not read a sku from the menu.
+#[tokio::test]
+async fn every_store_and_item_the_menu_embeds_links_to_itself() {
+    let app = spawn_app().await;
+    let menu = app.get("/stores/menu").await;
+    assert_eq!(menu.status, 200);
+    assert!(
+        menu.body["_links"].get("stores").is_none(),
+        "the embedded stores' rel is not also a link elsewhere"
+    );
+    let stores = menu.body["_embedded"]["stores"].as_array().unwrap();
+    let mut items = 0;
+    for store in stores {
+        let own = app
+            .get(store["_links"]["self"]["href"].as_str().unwrap())
+            .await;
+        assert_eq!(own.status, 200, "{:#}", own.body);
+        assert_eq!(own.body["id"], store["id"]);
+        for item in store["_embedded"]["items"].as_array().unwrap() {
+            let own = app
+                .get(item["_links"]["self"]["href"].as_str().unwrap())
+                .await;
+            assert_eq!(own.status, 200, "{:#}", own.body);
+            assert_eq!(own.body["sku"], item["sku"]);
+            assert_eq!(own.body["price"], item["price"]);
+            assert_eq!(own.link("store"), store["_links"]["self"]["href"]);
+            assert!(own.has_link("start-checkout"));
+            items += 1;
+        }
+    }
+    assert!(items > 0);
+    let unknown = app.get("/stores/items/caviar").await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.problem_type(), "/problems/not-found");
+}

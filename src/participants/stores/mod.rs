@@ -28,12 +28,13 @@ pub mod faults;
 pub mod listings;
 pub mod subscriptions;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::menu::{ITEMS, STORES};
+use super::menu::{ITEMS, Item, STORES};
 use crate::app::{App, AppState};
+use crate::fault::{Problem, types};
 use crate::hypermedia::{Hal, Resource};
 use crate::participant::Participant;
 use crate::store::StoreError;
@@ -62,9 +63,17 @@ pub async fn menu(State(app): State<AppState>) -> Hal {
             let items = ITEMS
                 .iter()
                 .filter(|i| i.store == store.id)
-                .map(|i| Resource::new().fields(i))
+                .map(|i| item_resource(&app, i))
                 .collect();
-            Resource::new().fields(store).embed("items", items)
+            // Every embedded resource that has an address links to it
+            // (`self`): generic HAL clients ignore those that do not.
+            Resource::new()
+                .fields(store)
+                .link(
+                    "self",
+                    app.href(Participant::Stores, &format!("/stores/{}", store.id)),
+                )
+                .embed("items", items)
         })
         .collect();
     Hal::ok(
@@ -75,9 +84,51 @@ pub async fn menu(State(app): State<AppState>) -> Hal {
                 "start-checkout",
                 app.href(Participant::Basket, "/checkouts"),
             )
-            .link("stores", app.href(Participant::Stores, "/stores"))
+            // The listings (each store's status): not `stores`, the rel of
+            // the embedded stores, which a HAL client reads as one relation.
+            .link("listings", app.href(Participant::Stores, "/stores"))
             .embed("stores", stores),
     )
+}
+
+/// An item of the menu, as it is embedded there and served on its own.
+fn item_resource(app: &App, item: &Item) -> Resource {
+    Resource::new()
+        .fields(item)
+        .link(
+            "self",
+            app.href(Participant::Stores, &format!("/items/{}", item.sku)),
+        )
+        .link(
+            "store",
+            app.href(Participant::Stores, &format!("/stores/{}", item.store)),
+        )
+}
+
+#[utoipa::path(
+    get, path = "/items/{sku}", tag = "stores", operation_id = "menu_item",
+    summary = "One item of the menu (its price in minor units), with its store",
+    params(("sku" = String, Path, description = "The item's sku, as the menu names it")),
+    responses(
+        (status = 200, description = "The item", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 404, description = "No item has this sku", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
+)]
+/// `GET /stores/items/{sku}`: one item of the menu.
+pub async fn menu_item(
+    State(app): State<AppState>,
+    Path(sku): Path<String>,
+) -> Result<Hal, Problem> {
+    let item = super::menu::item_by_sku(&sku)
+        .ok_or_else(|| Problem::new(types::NOT_FOUND, "There is no such item on the menu."))?;
+    Ok(Hal::ok(
+        item_resource(&app, item)
+            .link("menu", app.href(Participant::Stores, "/menu"))
+            .link(
+                "start-checkout",
+                app.href(Participant::Basket, "/checkouts"),
+            ),
+    ))
 }
 
 /// Seeds the listings from the menu's stores, the first time only: a
@@ -108,6 +159,7 @@ pub async fn start(app: &App) -> Result<(), StoreError> {
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(menu))
+        .routes(routes!(menu_item))
         .routes(routes!(listings::list_stores))
         .routes(routes!(listings::get_store))
         .routes(routes!(listings::update_store))

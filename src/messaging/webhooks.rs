@@ -51,6 +51,16 @@ pub fn verify(secret: &str, id: &str, timestamp: i64, body: &[u8], header: &str)
         .any(|candidate| constant_time_eq(candidate.as_bytes(), expected.as_bytes()))
 }
 
+/// How far a delivery's `webhook-timestamp` may be from now, in seconds
+/// (the Standard Webhooks scheme's replay window).
+pub const TOLERANCE_SECS: u64 = 300;
+
+/// Whether a delivery's `webhook-timestamp` (Unix seconds) is within
+/// [`TOLERANCE_SECS`] of now, whatever number a sender put there.
+pub fn is_recent(timestamp: i64) -> bool {
+    (crate::store::now_ms() / 1000).abs_diff(timestamp) <= TOLERANCE_SECS
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

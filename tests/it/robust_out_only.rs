@@ -348,3 +348,25 @@ async fn the_catalog_tries_robust_out_only_down_the_faulty_path() {
     .await;
     assert!(listing.has_link("repair"));
 }
+
+/// A webhook's timestamp is whatever number its sender wrote: the farthest
+/// ones are refused like any stale one (401), never a server error.
+#[tokio::test]
+async fn a_webhook_timestamp_at_the_ends_of_the_number_line_is_refused_not_a_500() {
+    let app = spawn_app().await;
+    for path in ["/search/notifications", "/deliveries/notifications"] {
+        for timestamp in [i64::MIN, i64::MAX, -1] {
+            let answer = app
+                .client
+                .post(app.url(path))
+                .header("webhook-id", "msg_1")
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", "v1,AAAA")
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 401, "{path} with {timestamp}");
+        }
+    }
+}

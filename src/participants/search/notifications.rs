@@ -32,9 +32,6 @@ use crate::participants::stores::{INDEX_STORE, STORE_FAULT, STORE_UPDATED};
 use crate::store::search_index::IndexedStore;
 use crate::store::{InboxClaim, MessageKind, Tx, now_ms};
 
-/// How far a delivery's `webhook-timestamp` may be from now, in seconds
-/// (the Standard Webhooks recommendation, against replays).
-const TOLERANCE_SECS: i64 = 5 * 60;
 /// The fault is durable: the relay may deliver it late.
 const FAULT_TTL: Duration = Duration::from_secs(24 * 3600);
 
@@ -159,7 +156,7 @@ async fn verify_signature(app: &App, headers: &HeaderMap, body: &[u8]) -> Result
     let timestamp: i64 = header("webhook-timestamp")
         .parse()
         .map_err(|_| refused("The webhook-timestamp header is missing or not a number."))?;
-    if (now_ms() / 1000 - timestamp).abs() > TOLERANCE_SECS {
+    if !webhooks::is_recent(timestamp) {
         return Err(refused("The webhook-timestamp is too far from now."));
     }
     if id.is_empty() || signature.is_empty() {

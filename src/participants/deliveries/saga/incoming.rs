@@ -21,7 +21,6 @@ use crate::participant::Participant::{Couriers, Deliveries, Orders};
 use crate::participants::couriers::{DELIVERY_REPORT, Location, Report};
 use crate::participants::menu;
 use crate::participants::orders::{ORDER_CANCELLED, ORDER_PLACED};
-use crate::store::now_ms;
 use crate::store::sagas::DeliveryState;
 
 /// How far from the pickup an order's drop-off is when its event names no
@@ -200,7 +199,7 @@ pub async fn notifications(
             &header("webhook-signature"),
         )
     });
-    if !verified || (now_ms() / 1000 - timestamp).abs() > 300 {
+    if !verified || !webhooks::is_recent(timestamp) {
         return Err(Problem::new(
             types::BAD_WEBHOOK_SIGNATURE,
             "The webhook signature does not verify.",

@@ -136,3 +136,20 @@ fn json_fault(e: serde_json::Error) -> Problem {
         ),
     }
 }
+
+/// The most items one page of a feed or a listing holds.
+pub const MAX_PAGE: u32 = 100;
+
+/// A page's `limit` query parameter: `default` when absent, else 1 to
+/// [`MAX_PAGE`]; anything else is refused (422 invalid-query), as the
+/// OpenAPI document says, rather than quietly changed.
+pub fn page_limit(limit: Option<u32>, default: u32) -> Result<u32, Problem> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(Problem::new(
+            types::INVALID_QUERY,
+            format!("`limit` is 1 to {MAX_PAGE}, not {n}."),
+        )),
+    }
+}

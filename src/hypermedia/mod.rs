@@ -16,7 +16,7 @@ mod input;
 mod resource;
 
 pub use html::negotiate;
-pub use input::{Deferred, Input};
+pub use input::{Deferred, Input, MAX_PAGE, page_limit};
 pub use resource::{Choice, Hal, Options, Property, Resource, link_header};
 
 /// The media type of a HAL document.

@@ -47,6 +47,7 @@ pub struct FeedQuery {
     /// Only events after this cursor (the `seq` of the last event read).
     after: Option<i64>,
     /// At most this many events (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -211,7 +212,7 @@ impl Topic {
     /// `GET /{publisher}/events?after=&limit=`: a page of the feed, oldest
     /// first, with a `next` link to poll.
     pub async fn feed(&self, app: &App, query: FeedQuery) -> Result<Hal, Problem> {
-        let limit = query.limit.unwrap_or(20).clamp(1, 100);
+        let limit = crate::hypermedia::page_limit(query.limit, 20)?;
         let events = app
             .store
             .events_page(self.publisher.as_str(), query.after, limit)

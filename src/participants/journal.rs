@@ -30,6 +30,12 @@ use crate::participant::Participant;
 #[into_params(parameter_in = Query)]
 pub struct JournalQuery {
     /// The conversation id (a UUID, the `conversation` member of any response of it).
+    #[param(
+        required = true,
+        min_length = 36,
+        max_length = 36,
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     conversation: Option<String>,
 }
 

@@ -56,6 +56,7 @@ pub async fn outbox(State(app): State<AppState>, Path(name): Path<String>) -> Re
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// At most this many (1 to 100, default 50).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -65,7 +66,9 @@ pub struct Page {
     params(("participant" = String, Path, description = "A hosted participant"), Page),
     responses(
         (status = 200, description = "The dead letters, oldest first", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 400, description = "The query cannot be read (`limit` is not a number)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 404, description = "No such participant here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` is not 1 to 100", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 /// `GET /{participant}/dead-letters`.
@@ -75,7 +78,7 @@ pub async fn dead_letters(
     Query(page): Query<Page>,
 ) -> Result<Hal, Problem> {
     let p = participant(&app, &name)?;
-    let limit = page.limit.unwrap_or(50).clamp(1, 100);
+    let limit = crate::hypermedia::page_limit(page.limit, 50)?;
     let letters = app
         .store
         .outbox_dead_letters(p.as_str(), limit)

@@ -381,3 +381,28 @@ async fn a_paid_checkout_can_no_longer_be_cancelled() {
     assert_eq!(payment.body["status"], "captured");
     assert!(refused.has_link("conversation"));
 }
+
+/// A page's `limit` is what the OpenAPI document says, 1 to 100: outside
+/// it is refused (422), not quietly changed; a journal needs a conversation.
+#[tokio::test]
+async fn feeds_and_listings_refuse_a_limit_outside_1_to_100() {
+    let app = spawn_app().await;
+    for path in [
+        "/orders/events",
+        "/stores/events",
+        "/routing-slips/events",
+        "/orders/dead-letters",
+    ] {
+        for (limit, status) in [("1", 200), ("100", 200), ("0", 422), ("101", 422)] {
+            let answer = app.get(&format!("{path}?limit={limit}")).await;
+            assert_eq!(
+                answer.status, status,
+                "{path}?limit={limit}: {:#}",
+                answer.body
+            );
+            if status == 422 {
+                assert_eq!(answer.problem_type(), "/problems/invalid-query");
+            }
+        }
+    }
+}

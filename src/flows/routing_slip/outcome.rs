@@ -112,6 +112,7 @@ pub struct FeedQuery {
     /// Only outcomes after this cursor (the `seq` of the last one read).
     after: Option<i64>,
     /// At most this many (1 to 100, default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
 }
 
@@ -119,14 +120,18 @@ pub struct FeedQuery {
     get, path = "/routing-slips/events", tag = "routing-slips", operation_id = "routing_slip_outcomes",
     summary = "The pull feed of routing-slip outcomes (completed or faulted), beside the reply_to",
     params(FeedQuery),
-    responses((status = 200, description = "A page of outcomes, oldest first, with a `next` link", body = crate::openapi::HalDocument, content_type = "application/hal+json"))
+    responses(
+        (status = 200, description = "A page of outcomes, oldest first, with a `next` link", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 400, description = "The query cannot be read (`after` or `limit` is not a number)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` is not 1 to 100", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
 )]
 /// `GET /routing-slips/events?after=&limit=`.
 pub async fn feed(
     State(app): State<AppState>,
     Query(query): Query<FeedQuery>,
 ) -> Result<Hal, Problem> {
-    let limit = query.limit.unwrap_or(20).clamp(1, 100);
+    let limit = crate::hypermedia::page_limit(query.limit, 20)?;
     let events = app
         .store
         .events_page(FEED, query.after, limit)

@@ -147,6 +147,7 @@ pub async fn list_patterns(State(app): State<AppState>) -> Hal {
 #[utoipa::path(
     get, path = "/patterns/{slug}", tag = "catalog", operation_id = "pattern",
     summary = "One pattern",
+    params(("slug" = String, Path, description = "The pattern's slug, as `GET /patterns` lists it")),
     responses(
         (status = 200, description = "The pattern", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 404, description = "No such pattern", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
@@ -172,6 +173,7 @@ fn unknown_pattern(app: &App, slug: &str) -> Problem {
 #[utoipa::path(
     post, path = "/patterns/{slug}/try", tag = "catalog", operation_id = "try_pattern",
     summary = "Start an example of an available pattern (empty body)",
+    params(("slug" = String, Path, description = "The pattern's slug, as `GET /patterns` lists it")),
     responses(
         (status = 200, description = "The example's first response", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 201, description = "The example's first response, a new conversation", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
@@ -226,6 +228,7 @@ fn problem_resource(app: &App, t: &crate::fault::ProblemType) -> Resource {
 #[utoipa::path(
     get, path = "/problems/{slug}", tag = "catalog", operation_id = "problem",
     summary = "One problem type",
+    params(("slug" = String, Path, description = "The problem type's slug: the last segment of its `type`")),
     responses(
         (status = 200, description = "The problem type", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 404, description = "No such problem type", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
@@ -267,6 +270,7 @@ pub async fn jwks(State(app): State<AppState>) -> Response {
 #[utoipa::path(
     get, path = "/{participant}", tag = "catalog", operation_id = "participant",
     summary = "What a participant does",
+    params(("participant" = String, Path, description = "The participant's name: basket, pricing, payments, orders, deliveries, couriers, stores or search")),
     responses(
         (status = 200, description = "The participant", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
         (status = 404, description = "No such participant here", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),

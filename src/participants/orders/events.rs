@@ -105,7 +105,11 @@ pub async fn publish_cancelled(
     get, path = "/events", tag = "orders", operation_id = "events_feed",
     summary = "The pull feed of order events (for clients that cannot receive webhooks)",
     params(FeedQuery),
-    responses((status = 200, description = "A page of events, oldest first, with a `next` link", body = crate::openapi::HalDocument, content_type = "application/hal+json"))
+    responses(
+        (status = 200, description = "A page of events, oldest first, with a `next` link", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 400, description = "The query cannot be read (`after` or `limit` is not a number)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` is not 1 to 100", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
 )]
 /// `GET /orders/events?after=&limit=`.
 pub async fn feed(

@@ -64,7 +64,11 @@ pub async fn publish(
     get, path = "/events", tag = "stores", operation_id = "stores_events_feed",
     summary = "The pull feed of store events (for clients that cannot receive webhooks)",
     params(FeedQuery),
-    responses((status = 200, description = "A page of events, oldest first, with a `next` link", body = crate::openapi::HalDocument, content_type = "application/hal+json"))
+    responses(
+        (status = 200, description = "A page of events, oldest first, with a `next` link", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
+        (status = 400, description = "The query cannot be read (`after` or `limit` is not a number)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "`limit` is not 1 to 100", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+    )
 )]
 /// `GET /stores/events?after=&limit=`.
 pub async fn feed(

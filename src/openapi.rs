@@ -24,6 +24,16 @@ pub struct HalLink {
     pub title: Option<String>,
 }
 
+/// What a relation holds: one link, or, for a relation that can hold
+/// several (a listing's `by-state`, a problem's alternatives), an array of
+/// links (draft-kelly-json-hal §4.1.1).
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HalRelation {
+    One(HalLink),
+    Many(Vec<HalLink>),
+}
+
 /// A HAL-FORMS template property.
 #[derive(Serialize, ToSchema)]
 pub struct TemplateProperty {
@@ -66,7 +76,7 @@ pub struct HalDocument {
     /// The domain state the token carries, readable.
     pub state: Option<Value>,
     #[serde(rename = "_links")]
-    pub links: BTreeMap<String, HalLink>,
+    pub links: BTreeMap<String, HalRelation>,
     #[serde(rename = "_templates")]
     pub templates: Option<BTreeMap<String, HalFormsTemplate>>,
     #[serde(rename = "_embedded")]
@@ -90,7 +100,7 @@ pub struct ProblemDocument {
     /// The conversation the problem belongs to, when known.
     pub conversation: Option<String>,
     #[serde(rename = "_links")]
-    pub links: Option<BTreeMap<String, HalLink>>,
+    pub links: Option<BTreeMap<String, HalRelation>>,
 }
 
 /// The input of `add-item`.

@@ -40,6 +40,7 @@ pub struct FaultTarget {
     request_body(content = Object, description = "The problem document", content_type = "application/problem+json"),
     responses(
         (status = 204, description = "The payment was refunded; the conversation ends as refunded"),
+        (status = 400, description = "The request cannot be read (its query or its body)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 401, description = "A token is missing, invalid or expired", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 403, description = "The fault was not signed by orders, or belongs to another conversation", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
         (status = 503, description = "Payments could not refund now; deliver the fault again later", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),

@@ -21,11 +21,16 @@ use crate::store::{Courier, now_ms};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Register {
     /// 1 to 64 letters, digits, `-` or `_`; registering a known id refreshes it.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub id: String,
+    /// 1 to 100 characters, not all blank.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// Where the courier is: -90 to 90.
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: f64,
     /// -180 to 180.
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: f64,
     /// From 0 (idle) to 1 (fully booked).
     #[schema(minimum = 0, maximum = 1)]
@@ -46,7 +51,7 @@ fn check(input: &Register) -> Result<(), Problem> {
             "A courier id is 1 to 64 letters, digits, `-` or `_`.",
         ));
     }
-    if input.name.trim().is_empty() || input.name.len() > 100 {
+    if input.name.trim().is_empty() || input.name.chars().count() > 100 {
         return Err(Problem::new(
             types::INVALID_BODY,
             "A courier's name is 1 to 100 characters.",

@@ -43,6 +43,7 @@ pub struct CreateDelivery {
     #[serde(deserialize_with = "location")]
     pub dropoff: Location,
     /// `small`, `medium` or `large`.
+    #[schema(pattern = "^(small|medium|large)$", example = "medium")]
     pub size: String,
     /// 0 to 50 kg.
     #[schema(minimum = 0, maximum = 50)]

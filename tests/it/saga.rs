@@ -678,3 +678,31 @@ async fn a_subscription_kept_from_before_order_cancelled_is_replaced_at_start() 
     );
     app.stop().await;
 }
+
+/// The listing's query is what the OpenAPI document says: a page beyond
+/// the last is refused (422), never a server error, and the document's
+/// pattern for `state` names every state there is.
+#[tokio::test]
+async fn the_deliveries_listing_refuses_a_page_beyond_the_last() {
+    let app = spawn_app().await;
+    for page in ["1000001", "9223372036854775808", "18446744073709551615"] {
+        let answer = app
+            .get(&format!("/deliveries/deliveries?page={page}"))
+            .await;
+        assert_eq!(answer.status, 422, "page {page}: {:#}", answer.body);
+        assert_eq!(answer.problem_type(), "/problems/invalid-query");
+    }
+    assert_eq!(
+        app.get("/deliveries/deliveries?page=1000000").await.status,
+        200
+    );
+    let doc: Value = serde_json::from_str(&conversant::openapi::to_pretty_json()).unwrap();
+    let params = doc["paths"]["/deliveries/deliveries"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let state = params.iter().find(|p| p["name"] == "state").unwrap();
+    let pattern = state["schema"]["pattern"].as_str().unwrap();
+    for s in conversant::store::sagas::DeliveryState::ALL {
+        assert!(pattern.contains(s.as_str()), "{pattern} lacks {s}");
+    }
+}

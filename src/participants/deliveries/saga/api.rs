@@ -89,11 +89,19 @@ pub fn render(app: &App, d: &Delivery) -> Resource {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Only deliveries in this state (soliciting, offered, assigned, picked-up, delivered, compensating, failed, cancelled).
+    /// Only deliveries in this state (soliciting, offered, assigned, picked-up, delivered, compensating, failed, cancelled); empty: every state.
+    #[param(
+        pattern = "^(soliciting|offered|assigned|picked-up|delivered|compensating|failed|cancelled)?$"
+    )]
     state: Option<String>,
-    /// The page, from 0.
+    /// The page, from 0 (to 1,000,000).
+    #[param(minimum = 0, maximum = 1_000_000)]
     page: Option<u64>,
 }
+
+/// The last page a listing may be asked for: beyond it the offset would not
+/// fit the database's integers.
+const MAX_PAGE_NUMBER: u64 = 1_000_000;
 
 #[utoipa::path(
     get, path = "/deliveries", tag = "deliveries", operation_id = "list_deliveries",
@@ -101,7 +109,8 @@ pub struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "A page of deliveries (each links its order and conversation), with links to every state's view (`by-state`, one per state by `name`), the unfiltered view (`all`), the pages (`first`, `next` when there is more, `prev`) and the `create` form", body = crate::openapi::HalDocument, content_type = "application/hal+json"),
-        (status = 422, description = "Unknown state", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 400, description = "The query cannot be read (`page` is not a number)", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown state, or a page beyond 1,000,000", body = crate::openapi::ProblemDocument, content_type = "application/problem+json"),
     )
 )]
 /// `GET /deliveries/deliveries`.
@@ -119,6 +128,13 @@ pub async fn list(State(app): State<AppState>, Query(q): Query<ListQuery>) -> Re
         None => None,
     };
     let page = q.page.unwrap_or(0);
+    if page > MAX_PAGE_NUMBER {
+        return Err(Problem::new(
+            types::INVALID_QUERY,
+            format!("`page` is 0 to {MAX_PAGE_NUMBER}, not {page}."),
+        )
+        .link("deliveries", base));
+    }
     let mut found = app
         .store
         .delivery_list(state, PAGE + 1, page * u64::from(PAGE))
